@@ -1,0 +1,150 @@
+"""Intervention specs: what to change, as frozen, serialisable data. Execution lives in ``run.py``.
+
+* :func:`ablate` — replace sites by zero, their mean over a reference set, or values resampled
+  from other prompts. On a direction site, zero ablation projects the direction out.
+* :func:`patch` — activation patching between the clean and the corrupted (or any aligned) run.
+* :func:`steer` — add ``coef * vector`` along a direction.
+* :func:`combine` (or ``a + b``) — several interventions in one forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InterventionError
+from .prompts import Prompts
+from .sites import Site, Sites, as_sites
+from .spec import Spec
+
+ABLATION_METHODS = ("zero", "mean", "resample")
+PATCH_SOURCES = ("corrupted", "clean")
+
+
+class Intervention(Spec):
+    """Base of all intervention specs."""
+
+    @property
+    def runs_on(self) -> str:
+        """Which input the intervened forward pass reads: ``"clean"`` or ``"corrupted"`` prompts."""
+        return "clean"
+
+    def parts(self) -> tuple[Intervention, ...]:
+        """The atomic interventions this one consists of."""
+        return (self,)
+
+    def __add__(self, other: Intervention) -> Combined:
+        return combine(self, other)
+
+
+@dataclass(frozen=True)
+class Ablate(Intervention):
+    """Replace ``sites`` by zero, a mean, or resampled values (see :func:`ablate`)."""
+
+    sites: Sites
+    method: str = "zero"
+    reference: Prompts | str | None = None
+    per_position: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Patch(Intervention):
+    """Overwrite ``sites`` with their values from another run of token-aligned prompts."""
+
+    sites: Sites
+    source: Prompts | str = "corrupted"
+
+    @property
+    def runs_on(self) -> str:
+        return "corrupted" if self.source == "clean" else "clean"
+
+
+@dataclass(frozen=True)
+class Steer(Intervention):
+    """Add ``coef`` times a direction to its site."""
+
+    direction: Site
+    coef: float = 1.0
+
+
+@dataclass(frozen=True)
+class Combined(Intervention):
+    """Several interventions applied in the same forward pass, in order."""
+
+    interventions: tuple[Intervention, ...]
+
+    @property
+    def runs_on(self) -> str:
+        inputs = {part.runs_on for part in self.interventions}
+        return inputs.pop() if len(inputs) == 1 else "clean"
+
+    def parts(self) -> tuple[Intervention, ...]:
+        return tuple(atom for part in self.interventions for atom in part.parts())
+
+
+def ablate(
+    sites: Any,
+    method: str = "zero",
+    *,
+    reference: Prompts | str | None = None,
+    per_position: bool = True,
+    seed: int = 0,
+) -> Ablate:
+    """Ablate ``sites``.
+
+    Args:
+        sites: a site, site name, or list of them (``mt.heads("1.4", "1.6")``).
+        method: ``"zero"``; ``"mean"`` over ``reference`` prompts (default: the measured prompts);
+            ``"resample"``: each prompt gets the activation of another, seeded, prompt of the same
+            length — from ``reference`` when given, or its own counterfactual with ``reference="corrupted"``.
+        per_position: for mean ablation, average per position (``True``) or over all positions.
+        seed: seed of the resampling permutation.
+    """
+    if method not in ABLATION_METHODS:
+        raise InterventionError(f"unknown ablation method {method!r}; use one of {', '.join(ABLATION_METHODS)}")
+    if reference is not None and method == "zero":
+        raise InterventionError("zero ablation takes no reference prompts; use method='mean' or 'resample'")
+    if isinstance(reference, str) and (reference != "corrupted" or method != "resample"):
+        raise InterventionError(
+            f"reference={reference!r} is not understood; pass a Prompts set, or 'corrupted' with method='resample'"
+        )
+    if reference is not None and not isinstance(reference, (Prompts, str)):
+        raise InterventionError(f"reference must be a Prompts set, got {type(reference).__name__}")
+    return Ablate(as_sites(sites), method, reference, bool(per_position), int(seed))
+
+
+def patch(sites: Any, source: Prompts | str = "corrupted") -> Patch:
+    """Activation patching of ``sites``.
+
+    ``source="corrupted"`` runs the clean prompts with the corrupted run's activations patched in
+    (clean -> corrupted, 'noising'); ``source="clean"`` runs the corrupted prompts with the clean
+    activations patched in ('denoising'); a Prompts set patches from those aligned prompts.
+    """
+    if isinstance(source, str) and source not in PATCH_SOURCES:
+        raise InterventionError(f"unknown patch source {source!r}; use 'corrupted', 'clean' or a Prompts set")
+    if not isinstance(source, (str, Prompts)):
+        raise InterventionError(f"patch source must be 'corrupted', 'clean' or a Prompts set, got {type(source).__name__}")
+    return Patch(as_sites(sites), source)
+
+
+def steer(direction: Site, coef: float = 1.0) -> Steer:
+    """Add ``coef * vector`` at a direction site made by :func:`mitest.direction`."""
+    if not isinstance(direction, Site) or direction.direction is None:
+        raise InterventionError("steer() needs mt.direction(site, vector), e.g. mt.steer(mt.direction('blocks.3.hook_resid_post', v), coef=4.0)")
+    return Steer(direction, float(coef))
+
+
+def combine(*interventions: Intervention) -> Combined:
+    """Apply several interventions in one forward pass (later ones see earlier ones' edits)."""
+    for item in interventions:
+        if not isinstance(item, Intervention):
+            raise InterventionError(f"combine() takes interventions (ablate, patch, steer), got {type(item).__name__}")
+    combined = Combined(tuple(interventions))
+    inputs = {part.runs_on for part in combined.parts()}
+    if len(inputs) > 1:
+        raise InterventionError(
+            "cannot combine a patch from the clean run (which runs the corrupted prompts) with interventions "
+            "that run the clean prompts; state both relative to the same input"
+        )
+    return combined

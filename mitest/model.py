@@ -1,0 +1,189 @@
+"""``mt.Model``: a thin wrapper over a transformers model that names its sites.
+
+The wrapper never copies or converts weights and never changes the wrapped model: runs switch to
+eval mode and back, hooks live only for the duration of a run, and attention settings are restored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .architectures import Dims, Family, HookPoint, dims_for, family_for
+from .cache import RunCache
+from .errors import ModelLoadError, SiteError, closest
+from .hooks import inference_mode
+
+
+class Model:
+    """A transformers model with TransformerLens-style site names.
+
+    Build one with :meth:`from_hf` (an in-memory model) or :meth:`load` (a local directory).
+    """
+
+    def __init__(self, hf_model: nn.Module, tokenizer: Any = None) -> None:
+        if not isinstance(hf_model, nn.Module):
+            raise TypeError(f"Model wraps a torch nn.Module (a transformers model), got {type(hf_model).__name__}")
+        self.hf_model = hf_model
+        self.tokenizer = tokenizer
+        self.config = getattr(hf_model, "config", None)
+        self.family: Family | None = family_for(self.config) if self.config is not None else None
+        self.dims: Dims | None = dims_for(self.config) if self.family is not None else None
+        self._points: dict[str, HookPoint] = {}
+        self._site_names: list[str] | None = None
+        self.cache = RunCache()  # clean runs and activations reused across mt.measure calls
+
+    @classmethod
+    def from_hf(cls, model: nn.Module, tokenizer: Any = None) -> Model:
+        """Wrap an in-memory transformers ``PreTrainedModel`` (weights are shared, not copied)."""
+        return cls(model, tokenizer)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> Model:
+        """Load a local directory holding ``config.json``, ``*.safetensors`` and optional tokenizer files.
+
+        Nothing is downloaded and no remote code runs; pickle checkpoints are refused.
+        """
+        import transformers
+
+        directory = Path(path)
+        if not (directory / "config.json").is_file():
+            raise ModelLoadError(f"{directory} has no config.json; Model.load expects a saved transformers model directory")
+        if not any(directory.glob("*.safetensors")):
+            found = sorted(p.name for p in directory.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+            hint = f" (found {', '.join(found)}: pickle checkpoints are not loaded)" if found else ""
+            raise ModelLoadError(
+                f"{directory} has no .safetensors weights{hint}; save with model.save_pretrained(dir, safe_serialization=True)"
+            )
+        offline = {"local_files_only": True, "trust_remote_code": False}
+        config = transformers.AutoConfig.from_pretrained(directory, **offline)
+        model_class = _model_class(config)
+        model = model_class.from_pretrained(directory, use_safetensors=True, dtype=dtype, **offline)
+        tokenizer = None
+        if any((directory / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")):
+            tokenizer = transformers.AutoTokenizer.from_pretrained(directory, **offline)
+        return cls(model, tokenizer)
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids the model's embedding accepts."""
+        embedding = self.hf_model.get_input_embeddings() if hasattr(self.hf_model, "get_input_embeddings") else None
+        if embedding is not None:
+            return int(embedding.num_embeddings)
+        return int(self.config.vocab_size)
+
+    def sites(self) -> list[str]:
+        """Every TransformerLens-style site name of this model, in forward order.
+
+        On architectures without a site table this lists raw module paths instead; raw module
+        paths (``model.named_modules()`` names) are accepted everywhere regardless.
+        """
+        if self._site_names is None:
+            self._site_names = self._family_site_names() if self.family else self._module_names()
+        return list(self._site_names)
+
+    def resolve(self, name: str) -> HookPoint:
+        """The hook point for a site name or raw module path; unknown names list the closest ones."""
+        point = self._points.get(name)
+        if point is None:
+            point = self._resolve(name)
+            self._points[name] = point
+        return point
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits ``[batch, pos, vocab]`` of one forward pass (call inside :meth:`running`)."""
+        output = self.hf_model(input_ids=input_ids, attention_mask=attention_mask)
+        logits = output.logits if hasattr(output, "logits") else output[0] if isinstance(output, tuple) else output
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
+            raise TypeError(
+                f"{type(self.hf_model).__name__} did not return [batch, pos, vocab] logits; "
+                "wrap a model with a language-modelling head (e.g. AutoModelForCausalLM)"
+            )
+        return logits
+
+    def running(self):
+        """Context for forward passes: eval mode, no gradients, training flags restored after."""
+        return inference_mode(self.hf_model)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's first parameter."""
+        return next(self.hf_model.parameters()).device
+
+    def weights_version(self) -> tuple[int, int]:
+        """Changes whenever a parameter is modified in place or replaced (used to invalidate caches)."""
+        params = list(self.hf_model.parameters())
+        return (sum(p._version for p in params), hash(tuple(id(p) for p in params)))
+
+    def __repr__(self) -> str:
+        family = self.family.name if self.family else "raw modules"
+        return f"Model({type(self.hf_model).__name__}, sites={family})"
+
+    # -- resolution ---------------------------------------------------------------------------
+
+    def _family_site_names(self) -> list[str]:
+        names = list(self.family.embeddings)
+        for layer in range(self.dims.n_layers):
+            names += [f"blocks.{layer}.{s}" for s in self._layer_site_names()]
+        return names
+
+    def _layer_site_names(self) -> list[str]:
+        names = list(self.family.layer_sites)
+        if not self.family.has_resid_mid(self.config):
+            names.remove("hook_resid_mid")
+        return names
+
+    def _module_names(self) -> list[str]:
+        return [name for name, _ in self.hf_model.named_modules() if name]
+
+    def _resolve(self, name: str) -> HookPoint:
+        if not isinstance(name, str):
+            raise SiteError(f"site names are strings, got {name!r}")
+        modules = dict(self.hf_model.named_modules())
+        if self.family is not None:
+            point = self._resolve_family(name)
+            if point is not None:
+                return point
+        if name in modules and name:
+            return HookPoint(name, modules[name], "output", lambda t: t)
+        suggestions = closest(name, self.sites() + ([] if self.family is None else self._module_names()))
+        hint = f"; closest: {', '.join(suggestions)}" if suggestions else ""
+        raise SiteError(f"unknown site {name!r} on {type(self.hf_model).__name__}{hint}. See model.sites() for all names")
+
+    def _resolve_family(self, name: str) -> HookPoint | None:
+        base = self.hf_model.base_model
+        if name in self.family.embeddings:
+            return HookPoint(name, base.get_submodule(self.family.embeddings[name]), "output", lambda t: t)
+        parts = name.split(".", 2)
+        if len(parts) != 3 or parts[0] != "blocks":
+            return None
+        if not parts[1].isdigit():
+            raise SiteError(f"site {name!r}: layer must be a number, e.g. blocks.0.{parts[2]}")
+        layer, site_name = int(parts[1]), parts[2]
+        if site_name not in self._layer_site_names():
+            return None
+        if layer >= self.dims.n_layers:
+            raise SiteError(
+                f"site {name!r}: layer {layer} does not exist; this model has layers 0..{self.dims.n_layers - 1}"
+            )
+        spec = self.family.layer_sites[site_name]
+        layer_module = base.get_submodule(f"{self.family.layers}.{layer}")
+        module = layer_module.get_submodule(spec.path) if spec.path else layer_module
+        components = spec.components(self.dims) if spec.components else None
+        return HookPoint(name, module, spec.kind, spec.view(self.dims), components)
+
+
+def _model_class(config: Any) -> type:
+    import transformers
+
+    for architecture in getattr(config, "architectures", None) or []:
+        model_class = getattr(transformers, architecture, None)
+        if isinstance(model_class, type):
+            return model_class
+    if getattr(config, "is_decoder", True) and config.model_type != "bert":
+        return transformers.AutoModelForCausalLM
+    return transformers.AutoModelForMaskedLM

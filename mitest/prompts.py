@@ -1,0 +1,274 @@
+"""``mt.Prompts``: token ids with answers, an aligned counterfactual set and group labels.
+
+Prompts of different lengths are stored right-padded with an explicit length per prompt, so every
+metric reads each prompt's own positions and no statistic ever sees padding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import PromptsError
+
+
+class Prompts:
+    """A prompt set: tokens plus optional answers, wrong answers, corrupted twins and groups.
+
+    Args:
+        tokens: a 2-D integer tensor/array ``[n, seq]`` (every token real), a list of 1-D token
+            sequences of any lengths, or a list of strings together with ``tokenizer``.
+        answers: the correct next token per prompt (ids, or single-token strings with a tokenizer).
+        wrong: the competing token per prompt, for logit differences.
+        corrupted: the counterfactual prompt per prompt (same forms as ``tokens``, or a Prompts);
+            each must have the same length as its clean prompt so positions line up.
+        groups: a label per prompt (template id); statistics treat groups as clusters.
+        answer_positions: where each prompt's answer is predicted; default its last token.
+        tokenizer: needed when tokens or answers are strings.
+    """
+
+    def __init__(
+        self,
+        tokens: Any,
+        answers: Any = None,
+        wrong: Any = None,
+        corrupted: Any = None,
+        groups: Sequence[Any] | None = None,
+        *,
+        answer_positions: Any = None,
+        tokenizer: Any = None,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.ids, self.lengths = _token_matrix(tokens, tokenizer, "tokens")
+        n = len(self.lengths)
+        self.answers = _token_vector(answers, n, tokenizer, "answers")
+        self.wrong = _token_vector(wrong, n, tokenizer, "wrong")
+        self.groups = _groups(groups, n)
+        self.answer_positions = self._answer_positions(answer_positions)
+        self.corrupted = self._corrupted(corrupted)
+        self.index = torch.arange(n)
+        self._fingerprint: str | None = None
+
+    # -- construction ----------------------------------------------------------------------------
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: Any,
+        *,
+        tokenizer: Any,
+        text: str = "prompt",
+        answer: str | None = "answer",
+        wrong: str | None = None,
+        corrupted: str | None = None,
+        group: str | None = None,
+    ) -> Prompts:
+        """Build prompts from a pandas DataFrame with one row per prompt, naming its columns."""
+        wanted = [c for c in (text, answer, wrong, corrupted, group) if c is not None]
+        missing = [c for c in wanted if c not in frame.columns]
+        if missing:
+            raise PromptsError(
+                f"DataFrame has no column(s) {missing}; it has {list(frame.columns)}. "
+                "Name the columns with text=, answer=, wrong=, corrupted=, group="
+            )
+        column = lambda name: None if name is None else frame[name].tolist()  # noqa: E731
+        return cls(
+            column(text),
+            answers=column(answer) if answer in frame.columns else None,
+            wrong=column(wrong),
+            corrupted=column(corrupted),
+            groups=column(group),
+            tokenizer=tokenizer,
+        )
+
+    def _answer_positions(self, positions: Any) -> torch.Tensor:
+        if positions is None:
+            return self.lengths - 1
+        values = torch.as_tensor(np.asarray(positions)).to(torch.long).flatten()
+        if len(values) != len(self.lengths):
+            raise PromptsError(f"answer_positions has {len(values)} entries for {len(self.lengths)} prompts")
+        values = torch.where(values < 0, values + self.lengths, values)
+        bad = ((values < 0) | (values >= self.lengths)).nonzero().flatten()
+        if len(bad):
+            i = int(bad[0])
+            raise PromptsError(f"answer position {int(values[i])} is outside prompt {i} (length {int(self.lengths[i])})")
+        return values
+
+    def _corrupted(self, corrupted: Any) -> Prompts | None:
+        if corrupted is None:
+            return None
+        if not isinstance(corrupted, Prompts):
+            corrupted = Prompts(corrupted, tokenizer=self.tokenizer)
+        if len(corrupted) != len(self):
+            raise PromptsError(f"corrupted has {len(corrupted)} prompts but there are {len(self)} clean prompts")
+        differ = (corrupted.lengths != self.lengths).nonzero().flatten()
+        if len(differ):
+            i = int(differ[0])
+            raise PromptsError(
+                f"corrupted prompt {i} has {int(corrupted.lengths[i])} tokens but clean prompt {i} has "
+                f"{int(self.lengths[i])}; patching needs token-aligned pairs (same length, same positions)"
+            )
+        shared = Prompts.__new__(Prompts)
+        shared.__dict__.update(corrupted.__dict__)
+        shared.answers, shared.wrong, shared.answer_positions = self.answers, self.wrong, self.answer_positions
+        shared.groups, shared.corrupted = self.groups, None
+        shared._fingerprint = None
+        return shared
+
+    # -- access ----------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, index: Any) -> Prompts:
+        """A new prompt set from a ``slice``, index list or tensor, padded to its own longest prompt."""
+        rows = torch.arange(len(self))[index].reshape(-1)
+        if len(rows) == 0:
+            raise PromptsError("selected no prompts; a prompt set cannot be empty")
+        subset = self._subset(rows)
+        subset.index = torch.arange(len(rows))
+        if subset.corrupted is not None:
+            subset.corrupted.index = subset.index
+        return subset
+
+    def batches(self, size: int) -> Iterator[Prompts]:
+        """Consecutive batches of ``size`` prompts; each keeps ``index``, its rows in this set."""
+        for start in range(0, len(self), size):
+            yield self._subset(torch.arange(start, min(start + size, len(self))))
+
+    def _subset(self, rows: torch.Tensor) -> Prompts:
+        subset = Prompts.__new__(Prompts)
+        width = int(self.lengths[rows].max())
+        subset.tokenizer = self.tokenizer
+        subset.ids = self.ids[rows, :width]
+        subset.lengths = self.lengths[rows]
+        subset.answers = None if self.answers is None else self.answers[rows]
+        subset.wrong = None if self.wrong is None else self.wrong[rows]
+        subset.groups = None if self.groups is None else self.groups[rows.numpy()]
+        subset.answer_positions = self.answer_positions[rows]
+        subset.corrupted = None if self.corrupted is None else self.corrupted._subset(rows)
+        subset.index = self.index[rows]
+        subset._fingerprint = None
+        return subset
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        """``[n, seq]`` mask with 1 on real tokens and 0 on padding."""
+        return (torch.arange(self.ids.shape[1]).unsqueeze(0) < self.lengths.unsqueeze(1)).long()
+
+    @property
+    def tokens(self) -> torch.Tensor:
+        """Right-padded token ids ``[n, seq]`` (padding id 0; see :attr:`attention_mask`)."""
+        return self.ids
+
+    @property
+    def fingerprint(self) -> str:
+        """A content hash of tokens, answers, corrupted twins and groups (stable across machines)."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            for part in (self.ids, self.lengths, self.answers, self.wrong, self.answer_positions):
+                digest.update(b"-" if part is None else part.numpy().tobytes())
+            digest.update(b"-" if self.corrupted is None else self.corrupted.fingerprint.encode())
+            digest.update(b"-" if self.groups is None else repr(self.groups.tolist()).encode())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    def check_vocab(self, vocab_size: int) -> None:
+        """Raise :class:`PromptsError` if any token or answer id is not below ``vocab_size``."""
+        for label, values in (("token", self.ids), ("answer", self.answers), ("wrong-answer", self.wrong)):
+            if values is not None and values.numel() and int(values.max()) >= vocab_size:
+                bad = int(values.max())
+                raise PromptsError(
+                    f"{label} id {bad} is out of the model's vocabulary (size {vocab_size}); "
+                    "were these prompts tokenized for another model?"
+                )
+        if self.corrupted is not None:
+            self.corrupted.check_vocab(vocab_size)
+
+    def __repr__(self) -> str:
+        extras = [name for name in ("answers", "wrong", "corrupted", "groups") if getattr(self, name) is not None]
+        return f"Prompts(n={len(self)}, max_len={self.ids.shape[1]}, with={extras})"
+
+
+def _token_matrix(tokens: Any, tokenizer: Any, label: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(tokens, str):
+        raise PromptsError(f"{label} is a single string; pass a list of prompts, e.g. [{tokens!r}]")
+    if isinstance(tokens, (torch.Tensor, np.ndarray)):
+        array = torch.as_tensor(np.asarray(tokens.cpu() if isinstance(tokens, torch.Tensor) else tokens))
+        if array.dim() == 1:
+            raise PromptsError(f"{label} is 1-D {tuple(array.shape)}; pass [n_prompts, seq_len] (use tokens[None] for one prompt)")
+        if array.dim() != 2:
+            raise PromptsError(f"{label} must be 2-D [n_prompts, seq_len], got shape {tuple(array.shape)}")
+        rows = list(array)
+    elif isinstance(tokens, Sequence):
+        rows = list(tokens)
+    else:
+        raise PromptsError(f"cannot read {label} from {type(tokens).__name__}; pass a tensor, a list of token lists or a list of strings")
+    if not rows:
+        raise PromptsError(f"{label} is empty; a prompt set needs at least one prompt")
+    sequences = [_token_row(row, tokenizer, label, i) for i, row in enumerate(rows)]
+    lengths = torch.tensor([len(s) for s in sequences])
+    ids = torch.zeros(len(sequences), int(lengths.max()), dtype=torch.long)
+    for i, sequence in enumerate(sequences):
+        ids[i, : len(sequence)] = sequence
+    return ids, lengths
+
+
+def _token_row(row: Any, tokenizer: Any, label: str, i: int) -> torch.Tensor:
+    if isinstance(row, str):
+        if tokenizer is None:
+            raise PromptsError(f"{label}[{i}] is text; pass tokenizer= (or Model.tokenizer) to tokenize it")
+        row = tokenizer(row)["input_ids"]
+    values = torch.as_tensor(np.asarray(row.cpu() if isinstance(row, torch.Tensor) else row))
+    if values.dim() != 1:
+        raise PromptsError(f"{label}[{i}] must be a 1-D token sequence, got shape {tuple(values.shape)}")
+    if values.numel() == 0:
+        raise PromptsError(f"{label}[{i}] has no tokens; every prompt needs at least one")
+    if values.dtype.is_floating_point or values.dtype == torch.bool:
+        raise PromptsError(f"{label}[{i}] holds {values.dtype} values; token ids must be integers")
+    if int(values.min()) < 0:
+        raise PromptsError(f"{label}[{i}] has negative token id {int(values.min())}; ids must be >= 0")
+    return values.to(torch.long)
+
+
+def _token_vector(values: Any, n: int, tokenizer: Any, label: str) -> torch.Tensor | None:
+    if values is None:
+        return None
+    if isinstance(values, (str, int)):
+        values = [values] * n
+    items = list(values.tolist() if isinstance(values, (torch.Tensor, np.ndarray)) else values)
+    if len(items) != n:
+        raise PromptsError(f"{label} has {len(items)} entries for {n} prompts; give one per prompt")
+    ids = [_single_token(item, tokenizer, label, i) for i, item in enumerate(items)]
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def _single_token(item: Any, tokenizer: Any, label: str, i: int) -> int:
+    if isinstance(item, str):
+        if tokenizer is None:
+            raise PromptsError(f"{label}[{i}] is text ({item!r}); pass tokenizer= to turn it into a token id")
+        encoded = tokenizer(item, add_special_tokens=False)["input_ids"]
+        if len(encoded) != 1:
+            raise PromptsError(
+                f"{label}[{i}] {item!r} is {len(encoded)} tokens {encoded}; answers must be single tokens "
+                "(mind the leading space, e.g. ' Mary')"
+            )
+        return int(encoded[0])
+    if isinstance(item, (bool, float)) or not isinstance(item, (int, np.integer)):
+        raise PromptsError(f"{label}[{i}] is {item!r}; give a token id (int) or a single-token string")
+    if item < 0:
+        raise PromptsError(f"{label}[{i}] is {item}; token ids must be >= 0")
+    return int(item)
+
+
+def _groups(groups: Sequence[Any] | None, n: int) -> np.ndarray | None:
+    if groups is None:
+        return None
+    labels = np.asarray(list(groups), dtype=object)
+    if labels.ndim != 1 or len(labels) != n:
+        raise PromptsError(f"groups has {len(labels)} labels for {n} prompts; give one label per prompt")
+    return labels

@@ -1,0 +1,415 @@
+"""Execution: run (model, prompts, intervention, metric) and return an :class:`~mitest.Effect`.
+
+This is the only place interventions are executed. Per (model, prompts) the clean metric values,
+captured source activations and means are computed once and kept in the model's
+:class:`~mitest.cache.RunCache`; only the sites an intervention names are captured.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .architectures import HookPoint
+from .claims import Effect
+from .errors import HookNotFiredError, InterventionError, NoOpInterventionWarning, PromptsError, SiteError
+from .hooks import HookSet, HookStats, eager_attention
+from .interventions import Ablate, Intervention, Patch, Steer
+from .metrics import Custom, Metric, as_metric
+from .model import Model
+from .positions import ALL
+from .prompts import Prompts
+from .sites import Site
+
+# value(view, batch) -> the replacement for the whole view (only selected entries are used)
+ValueFn = Callable[[torch.Tensor, Prompts], torch.Tensor]
+
+
+def measure(
+    model: Model,
+    prompts: Prompts,
+    intervention: Intervention,
+    metric: object,
+    *,
+    batch_size: int = 32,
+    strict: bool = False,
+) -> Effect:
+    """Run ``intervention`` on ``prompts`` and return per-prompt clean and intervened ``metric`` values.
+
+    Args:
+        model: an :class:`mitest.Model` (a bare transformers model is wrapped).
+        prompts: the prompt set; its ``corrupted`` twins are the source of ``patch``.
+        intervention: an ablation, patch, steer or combination of them.
+        metric: an ``mt.metrics`` metric or a callable ``(logits, prompts) -> tensor[n_prompts]``.
+        batch_size: prompts per forward pass; results do not depend on it.
+        strict: raise instead of warning when an intervention changed no activation.
+
+    Raises:
+        HookNotFiredError: a hook was never reached by the forward pass.
+    """
+    model = model if isinstance(model, Model) else Model.from_hf(model)
+    if not isinstance(prompts, Prompts):
+        raise PromptsError(f"prompts must be mt.Prompts, got {type(prompts).__name__}")
+    if not isinstance(intervention, Intervention):
+        raise InterventionError(f"intervention must be mt.ablate/patch/steer/combine, got {type(intervention).__name__}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    prompts.check_vocab(model.vocab_size)
+    metric = as_metric(metric)
+    engine = _Engine(model, batch_size)
+    plans = [plan for part in intervention.parts() for plan in _plans(part, model, prompts)]
+    engine.eager = any(plan.point.kind == "pattern" for plan in plans)
+    run_prompts = _input_prompts(intervention, prompts)
+    for plan in plans:
+        plan.prepare(engine, prompts, run_prompts)
+
+    clean, references = engine.metric_values(prompts, metric)
+    corrupted = None if prompts.corrupted is None else engine.metric_values(prompts.corrupted, metric)[0]
+    intervened, stats = engine.intervened(run_prompts, plans, metric, references)
+    _check_hooks(stats, engine.passes(run_prompts), intervention, strict)
+    return Effect(
+        clean=clean,
+        intervened=intervened,
+        corrupted=corrupted,
+        groups=prompts.groups,
+        intervention=intervention.to_dict(),
+        metric=metric.name,
+        hooks=tuple({"site": s.site, "fired": s.fired, "changed": s.changed} for s in stats),
+    )
+
+
+def _input_prompts(intervention: Intervention, prompts: Prompts) -> Prompts:
+    if intervention.runs_on == "corrupted":
+        if prompts.corrupted is None:
+            raise InterventionError("patch(source='clean') runs the corrupted prompts; build Prompts(..., corrupted=...)")
+        return prompts.corrupted
+    return prompts
+
+
+def _check_fired(stats: list[HookStats], passes: int) -> None:
+    for s in stats:
+        if s.fired < passes:
+            raise HookNotFiredError(
+                f"the hook on {s.site} fired {s.fired} times in {passes} forward passes; the model never "
+                "computes that site as named. Check model.sites() or the raw module path"
+            )
+
+
+def _check_hooks(stats: list[HookStats], passes: int, intervention: Intervention, strict: bool) -> None:
+    _check_fired(stats, passes)
+    unchanged = sorted({s.site for s in stats if not s.changed})
+    if unchanged:
+        message = (
+            f"{type(intervention).__name__} left {', '.join(unchanged)} unchanged on every prompt "
+            "(e.g. zero-ablating an activation that is already zero, or patching identical runs); "
+            "its effect is zero by construction"
+        )
+        if strict:
+            raise InterventionError(message)
+        warnings.warn(NoOpInterventionWarning(message), stacklevel=3)
+
+
+# -- the engine ---------------------------------------------------------------------------------
+
+
+class _Engine:
+    """Forward passes over batches, with results cached on the model."""
+
+    def __init__(self, model: Model, batch_size: int) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self.eager = False
+        self.cache = model.cache
+        self.cache.sync(model.weights_version())
+
+    def passes(self, prompts: Prompts) -> int:
+        return -(-len(prompts) // self.batch_size)
+
+    def forward(self, batch: Prompts) -> torch.Tensor:
+        device = self.model.device
+        return self.model.forward(batch.tokens.to(device), batch.attention_mask.to(device))
+
+    def run(self, prompts: Prompts, hooks: HookSet, on_batch: Callable[[Prompts, torch.Tensor], None]) -> None:
+        """One pass over ``prompts`` with ``hooks`` installed; ``on_batch(batch, logits)`` per batch."""
+        with self.model.running(), hooks:
+            if self.eager:
+                with eager_attention(self.model.hf_model):
+                    self._loop(prompts, on_batch)
+            else:
+                self._loop(prompts, on_batch)
+
+    def _loop(self, prompts: Prompts, on_batch: Callable[[Prompts, torch.Tensor], None]) -> None:
+        for batch in prompts.batches(self.batch_size):
+            self.current = batch
+            on_batch(batch, self.forward(batch))
+
+    def metric_values(self, prompts: Prompts, metric: Metric) -> tuple[np.ndarray, list | None]:
+        """Clean (un-intervened) metric per prompt, plus the metric's per-batch reference state."""
+        metric_key = ("custom", metric.fn) if isinstance(metric, Custom) else metric.key()
+        key = ("metric", self.eager, prompts.fingerprint, metric_key, self.batch_size if metric.needs_reference else 0)
+
+        def compute():
+            values, references = [], []
+
+            def on_batch(batch, logits):
+                reference = metric.reference(logits, batch)
+                values.append(metric(logits, batch, reference))
+                references.append(reference)
+
+            self.run(prompts, HookSet(self.model.hf_model), on_batch)
+            return _to_numpy(values), references if metric.needs_reference else None
+
+        return self.cache.get(key, compute)
+
+    def capture(self, prompts: Prompts, point: HookPoint) -> torch.Tensor:
+        """The site's activation on every prompt, padded to ``[n, max_len, ...]``."""
+
+        def compute():
+            n, width = len(prompts), prompts.tokens.shape[1]
+            store: list[torch.Tensor] = []
+
+            def read(view):
+                if not store:
+                    last = width if point.kind == "pattern" else view.shape[-1]
+                    store.append(view.new_zeros((n, width, *view.shape[2:-1], last)))
+                rows, length = self.current.index.to(view.device), view.shape[1]
+                if point.kind == "pattern":
+                    store[0][rows, :length, ..., :length] = view
+                else:
+                    store[0][rows, :length] = view
+
+            self._read_pass(prompts, point, read)
+            return store[0]
+
+        return self.cache.get(("capture", self.eager, prompts.fingerprint, point.name), compute)
+
+    def mean(self, prompts: Prompts, point: HookPoint, per_position: bool) -> torch.Tensor:
+        """Mean activation over real (non-padding) tokens: per position ``[max_len, ...]`` or pooled."""
+
+        def compute():
+            totals: list[torch.Tensor] = []
+
+            def read(view):
+                real = self.current.attention_mask.to(device=view.device, dtype=torch.float64)
+                real = real.view(*real.shape, *[1] * (view.dim() - 2))
+                dims = 0 if per_position else (0, 1)
+                total, count = (view.to(torch.float64) * real).sum(dims), real.sum(dims)
+                if not totals:
+                    totals.extend([total, count])
+                else:
+                    totals[0], totals[1] = _add_padded(totals[0], total), _add_padded(totals[1], count)
+                dtype.append(view.dtype)
+
+            dtype: list[torch.dtype] = []
+            self._read_pass(prompts, point, read)
+            return (totals[0] / totals[1]).to(dtype[0])
+
+        return self.cache.get(("mean", self.eager, prompts.fingerprint, point.name, per_position), compute)
+
+    def _read_pass(self, prompts: Prompts, point: HookPoint, read: Callable[[torch.Tensor], None]) -> None:
+        hooks = HookSet(self.model.hf_model)
+        stats = hooks.add(point, read)
+        self.run(prompts, hooks, lambda batch, logits: None)
+        _check_fired([stats], self.passes(prompts))
+
+    def intervened(
+        self, prompts: Prompts, plans: list[_Plan], metric: Metric, references: list | None
+    ) -> tuple[np.ndarray, list[HookStats]]:
+        """Metric per prompt with every plan's edit installed; also the hooks' stats."""
+        hooks = HookSet(self.model.hf_model)
+        stats = [hooks.add(plan.point, self._edit(plan)) for plan in plans]
+        values: list[torch.Tensor] = []
+
+        def on_batch(batch, logits):
+            reference = references[len(values)] if references is not None else None
+            values.append(metric(logits, batch, reference))
+
+        self.run(prompts, hooks, on_batch)
+        return _to_numpy(values), stats
+
+    def _edit(self, plan: _Plan) -> Callable[[torch.Tensor], torch.Tensor]:
+        site = plan.site
+
+        def edit(view: torch.Tensor) -> torch.Tensor:
+            batch = self.current
+            value = plan.value(view, batch)
+            if plan.project:
+                unit = _unit(site, view)
+                value = view + ((value - view) @ unit).unsqueeze(-1) * unit
+            select = _selection(view, batch, site)
+            return value if select is None else torch.where(select, value, view)
+
+        return edit
+
+
+def _add_padded(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a + b`` where per-position sums may cover different lengths (0-d sums add directly)."""
+    if a.dim() == 0 or a.shape == b.shape:
+        return a + b
+    if a.shape[0] < b.shape[0]:
+        a, b = b, a
+    a = a.clone()
+    a[: b.shape[0]] += b
+    return a
+
+
+def _to_numpy(values: list[torch.Tensor]) -> np.ndarray:
+    return torch.cat([v.detach().float().cpu().reshape(-1) for v in values]).numpy().astype(np.float64)
+
+
+def _unit(site: Site, view: torch.Tensor) -> torch.Tensor:
+    vector = torch.tensor(site.direction, dtype=torch.float64)
+    if vector.shape[0] != view.shape[-1]:
+        raise InterventionError(
+            f"direction for {site.name} has {vector.shape[0]} entries but the activation's last dimension "
+            f"is {view.shape[-1]}"
+        )
+    return (vector / vector.norm()).to(dtype=view.dtype, device=view.device)
+
+
+def _selection(view: torch.Tensor, batch: Prompts, site: Site) -> torch.Tensor | None:
+    """Boolean mask broadcastable to ``view`` of the entries the site covers (None: all)."""
+    select = None
+    if site.positions != ALL:
+        if view.dim() < 2 or view.shape[0] != len(batch) or view.shape[1] != batch.tokens.shape[1]:
+            raise InterventionError(
+                f"{site.name} has shape {tuple(view.shape)}, not [batch, pos, ...]; positions cannot be "
+                "selected on it (use positions='all')"
+            )
+        select = site.positions.mask(batch.lengths, view.shape[1], batch.index).to(view.device)
+        select = select.view(*select.shape, *[1] * (view.dim() - 2))
+    if site.index is not None:
+        components = torch.zeros(view.shape[2], dtype=torch.bool, device=view.device)
+        components[list(site.index)] = True
+        components = components.view(1, 1, -1, *[1] * (view.dim() - 3))
+        select = components if select is None else select & components
+    return select
+
+
+# -- plans: one per (atomic intervention, site) ----------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """How to compute one site's new value; ``prepare`` fetches what it needs before the run."""
+
+    part: Intervention
+    site: Site
+    point: HookPoint
+    project: bool
+    value: ValueFn = None  # type: ignore[assignment]
+
+    def prepare(self, engine: _Engine, prompts: Prompts, run_prompts: Prompts) -> None:
+        part = self.part
+        if isinstance(part, Steer):
+            step = torch.tensor(self.site.direction, dtype=torch.float64) * part.coef
+            self.value = lambda view, batch: view + step.to(dtype=view.dtype, device=view.device)
+        elif isinstance(part, Patch):
+            source = _patch_source(part, prompts)
+            acts = engine.capture(source, self.point)
+            self.value = lambda view, batch: _rows(acts, batch.index, view, self.point)
+        elif part.method == "zero":
+            self.value = lambda view, batch: torch.zeros_like(view)
+        elif part.method == "mean":
+            reference = part.reference if part.reference is not None else prompts
+            reference.check_vocab(engine.model.vocab_size)
+            mean = engine.mean(reference, self.point, part.per_position)
+            self.value = _mean_value(mean, part.per_position, reference, run_prompts, self.point)
+        else:
+            donors, reference = _donors(part, prompts)
+            acts = engine.capture(reference, self.point)
+            self.value = lambda view, batch: _rows(acts, donors[batch.index], view, self.point)
+
+
+def _plans(part: Intervention, model: Model, prompts: Prompts) -> list[_Plan]:
+    sites = (part.direction,) if isinstance(part, Steer) else part.sites
+    plans = []
+    for site in sites:
+        point = model.resolve(site.name)
+        _check_index(site, point)
+        project = site.direction is not None and not isinstance(part, Steer)
+        plans.append(_Plan(part, site, point, project))
+    return plans
+
+
+def _check_index(site: Site, point: HookPoint) -> None:
+    if site.index is None:
+        return
+    if point.components is None:
+        raise SiteError(
+            f"{site.name} has no heads or neurons to index; drop the index, or use an attention "
+            "head site (blocks.L.attn.hook_z) or mlp.hook_post"
+        )
+    bad = [i for i in site.index if not 0 <= i < point.components]
+    if bad:
+        raise SiteError(f"{site.name} has {point.components} components (0..{point.components - 1}); index {bad[0]} does not exist")
+
+
+def _rows(acts: torch.Tensor, rows: torch.Tensor, view: torch.Tensor, point: HookPoint) -> torch.Tensor:
+    length = view.shape[1]
+    value = acts[rows.to(acts.device), :length]
+    if point.kind == "pattern":
+        value = value[..., :length]
+    return value.to(view.device)
+
+
+def _patch_source(part: Patch, prompts: Prompts) -> Prompts:
+    if part.source == "corrupted":
+        if prompts.corrupted is None:
+            raise InterventionError("patch(source='corrupted') needs Prompts(..., corrupted=...) with aligned counterfactuals")
+        return prompts.corrupted
+    if part.source == "clean":
+        return prompts
+    source = part.source
+    if len(source) != len(prompts) or not torch.equal(source.lengths, prompts.lengths):
+        raise InterventionError(
+            "patch source prompts must be token-aligned with the measured prompts: same number of prompts "
+            f"and same length per prompt (got {len(source)} prompts for {len(prompts)})"
+        )
+    return source
+
+
+def _mean_value(mean: torch.Tensor, per_position: bool, reference: Prompts, run: Prompts, point: HookPoint) -> ValueFn:
+    if not per_position:
+        return lambda view, batch: mean.to(view.device).expand_as(view)
+    if run.tokens.shape[1] > mean.shape[0]:
+        raise InterventionError(
+            f"per-position mean ablation of {point.name}: the reference prompts are at most {mean.shape[0]} "
+            f"tokens but measured prompts reach {run.tokens.shape[1]}; use longer reference prompts or per_position=False"
+        )
+
+    def value(view, batch):
+        m = mean[: view.shape[1]]
+        if point.kind == "pattern":
+            m = m[..., : view.shape[1]]
+        return m.to(view.device).unsqueeze(0).expand_as(view)
+
+    return value
+
+
+def _donors(part: Ablate, prompts: Prompts) -> tuple[torch.Tensor, Prompts]:
+    """For each prompt, the row of the reference prompt whose activation replaces its own."""
+    if part.reference == "corrupted":
+        if prompts.corrupted is None:
+            raise InterventionError("resample from reference='corrupted' needs Prompts(..., corrupted=...)")
+        return torch.arange(len(prompts)), prompts.corrupted
+    reference = part.reference if part.reference is not None else prompts
+    same_set = reference is prompts
+    rng = np.random.default_rng(part.seed)
+    ref_lengths = reference.lengths.numpy()
+    donors = np.empty(len(prompts), dtype=np.int64)
+    for i, length in enumerate(prompts.lengths.numpy()):
+        candidates = np.flatnonzero(ref_lengths == length)
+        if same_set:
+            candidates = candidates[candidates != i]
+        if len(candidates) == 0:
+            raise InterventionError(
+                f"resample ablation: prompt {i} has {length} tokens and no other reference prompt has the same "
+                "length; resampling copies position-aligned activations, so add prompts of that length"
+            )
+        donors[i] = rng.choice(candidates)
+    return torch.from_numpy(donors), reference

@@ -1,0 +1,149 @@
+"""Site specs: which activation an intervention touches, named as in TransformerLens.
+
+A :class:`Site` names an activation (``blocks.1.attn.hook_z``), optionally a subset along its
+component axis (heads for attention sites, neurons for ``mlp.hook_post``), the positions it covers,
+and optionally a direction in its last dimension. Sites are frozen data; the model resolves them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import SiteError
+from .positions import ALL, Positions, as_positions
+from .spec import Spec
+
+HEAD_SITES = ("attn.hook_z", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern")
+
+
+@dataclass(frozen=True)
+class Site(Spec):
+    """One activation site, optionally restricted to components, positions and a direction."""
+
+    name: str
+    index: tuple[int, ...] | None = None
+    positions: Positions = ALL
+    direction: tuple[float, ...] | None = None
+
+    def at(self, positions: Any) -> Site:
+        """The same site restricted to ``positions`` (see :func:`mitest.positions.as_positions`)."""
+        return replace(self, positions=as_positions(positions))
+
+    def __str__(self) -> str:
+        text = self.name
+        if self.index is not None:
+            text += "[" + ",".join(map(str, self.index)) + "]"
+        if self.positions != ALL:
+            text += f"@{self.positions}"
+        if self.direction is not None:
+            text += f"·dir({len(self.direction)})"
+        return text
+
+
+class Sites(tuple):
+    """A tuple of :class:`Site` with :meth:`at` applying positions to all of them."""
+
+    def at(self, positions: Any) -> Sites:
+        """Every site restricted to ``positions``."""
+        return Sites(site.at(positions) for site in self)
+
+
+def as_sites(spec: Any) -> Sites:
+    """Normalise a Site, a site name, or a sequence of them into :class:`Sites`."""
+    if isinstance(spec, Site):
+        return Sites([spec])
+    if isinstance(spec, str):
+        return Sites([Site(spec)])
+    if isinstance(spec, Sequence):
+        out: list[Site] = []
+        for item in spec:
+            out.extend(as_sites(item))
+        return Sites(out)
+    raise SiteError(f"cannot read a site from {spec!r}; pass a site name, mt.head(...), mt.heads(...) or a list")
+
+
+def site(name: str, index: int | Sequence[int] | None = None) -> Site:
+    """A site by name, e.g. ``site("blocks.0.hook_resid_post")`` or a raw module path."""
+    return Site(name, _indices(index))
+
+
+def head(layer: int, head: int, kind: str = "z") -> Site:
+    """One attention head: ``head(1, 4)`` is head 4 of ``blocks.1.attn.hook_z``.
+
+    ``kind`` picks the per-head activation: ``z`` (head output before W_O), ``q``, ``k``, ``v``
+    or ``pattern``. On grouped-query models ``k`` and ``v`` index the shared key/value heads.
+    """
+    return Site(f"blocks.{int(layer)}.attn.hook_{kind}", (int(head),))
+
+
+def heads(*specs: str | tuple[int, int], kind: str = "z") -> Sites:
+    """Several heads, written ``"layer.head"`` or ``(layer, head)``; heads of one layer share a site."""
+    by_layer: dict[int, list[int]] = {}
+    for spec in specs:
+        layer, index = _parse_head(spec)
+        by_layer.setdefault(layer, [])
+        if index not in by_layer[layer]:
+            by_layer[layer].append(index)
+    if not by_layer:
+        raise SiteError("heads() needs at least one head, e.g. heads('1.4', '1.6')")
+    return Sites(Site(f"blocks.{layer}.attn.hook_{kind}", tuple(idx)) for layer, idx in by_layer.items())
+
+
+def neurons(layer: int, *indices: int) -> Site:
+    """MLP neurons (post-activation) of ``layer``; all neurons when no index is given."""
+    return Site(f"blocks.{int(layer)}.mlp.hook_post", _indices(list(indices)) if indices else None)
+
+
+def mlp(layer: int) -> Site:
+    """The MLP output of ``layer`` (``blocks.L.hook_mlp_out``)."""
+    return Site(f"blocks.{int(layer)}.hook_mlp_out")
+
+
+def attn(layer: int) -> Site:
+    """The attention output of ``layer`` (``blocks.L.hook_attn_out``), all heads summed."""
+    return Site(f"blocks.{int(layer)}.hook_attn_out")
+
+
+def resid(layer: int, where: str = "post") -> Site:
+    """The residual stream of ``layer`` at ``pre``, ``mid`` or ``post``."""
+    if where not in ("pre", "mid", "post"):
+        raise SiteError(f"resid(where={where!r}) is not a residual point; use 'pre', 'mid' or 'post'")
+    return Site(f"blocks.{int(layer)}.hook_resid_{where}")
+
+
+def direction(at: str | Site, vector: Any) -> Site:
+    """A direction in the last dimension of a site: the 1-D subspace an intervention acts on.
+
+    Ablating it projects the direction out (zero) or sets its coordinate to the mean; steering adds
+    ``coef * vector``. The vector is stored as given; projections use its unit length.
+    """
+    base = at if isinstance(at, Site) else Site(at)
+    values = torch.as_tensor(np.asarray(vector, dtype=np.float64)).flatten()
+    if values.numel() == 0 or not torch.isfinite(values).all() or float(values.norm()) == 0.0:
+        raise SiteError(f"direction for {base.name} must be a non-zero, finite vector")
+    return replace(base, direction=tuple(float(v) for v in values))
+
+
+def _parse_head(spec: str | tuple[int, int]) -> tuple[int, int]:
+    try:
+        if isinstance(spec, str):
+            layer, index = spec.split(".")
+            return int(layer), int(index)
+        layer, index = spec
+        return int(layer), int(index)
+    except (ValueError, TypeError):
+        raise SiteError(f"cannot read head {spec!r}; write heads as 'layer.head' (e.g. '1.4') or (1, 4)") from None
+
+
+def _indices(index: int | Sequence[int] | None) -> tuple[int, ...] | None:
+    if index is None:
+        return None
+    values = (index,) if isinstance(index, (int, np.integer)) else tuple(index)
+    if not values or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in values):
+        raise SiteError(f"component indices must be a non-empty list of ints, got {index!r}")
+    return tuple(int(i) for i in values)
