@@ -35,9 +35,10 @@ class HookPoint:
 
     name: str
     module: nn.Module
-    kind: str  # "input" | "output" | "pattern"
+    kind: str  # "input" | "output" | "pattern" | "residual_sum"
     view: View
     components: int | None = None  # size of the head/neuron axis, when the site has one
+    addend: nn.Module | None = None  # for "residual_sum": the module whose input is the residual
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,18 @@ class LayerSite:
     kind: str
     view: Callable[[Dims], View]
     components: Callable[[Dims], int] | None = None
+    addend: str | None = None
+
+
+def _residual_sum(attention: str, first_norm: str) -> LayerSite:
+    """The residual stream between attention and MLP in a pre-LayerNorm block.
+
+    It exists only as a local variable (``attn_out + resid_pre``), so mitest reads it as the
+    attention output plus the residual entering the first LayerNorm, and writes it back through
+    the attention output. Hooking the second LayerNorm's input instead would change only what
+    the MLP sees, not the residual stream.
+    """
+    return LayerSite(attention, "residual_sum", _same, addend=first_norm)
 
 
 @dataclass(frozen=True)
@@ -121,7 +134,7 @@ GPT2 = Family(
             "attn.c_proj",
         ),
         "hook_attn_out": LayerSite("attn", "output", _same),
-        "hook_resid_mid": LayerSite("ln_2", "input", _same),
+        "hook_resid_mid": _residual_sum("attn", "ln_1"),
         "mlp.hook_pre": LayerSite("mlp.c_fc", "output", _same, _D_MLP),
         "mlp.hook_post": LayerSite("mlp.c_proj", "input", _same, _D_MLP),
         "hook_mlp_out": LayerSite("mlp", "output", _same),
@@ -145,7 +158,7 @@ GPT_NEOX = Family(
         ),
         "hook_attn_out": LayerSite("attention", "output", _same),
         # Only without the parallel residual does a residual point exist between attention and MLP.
-        "hook_resid_mid": LayerSite("post_attention_layernorm", "input", _same),
+        "hook_resid_mid": _residual_sum("attention", "input_layernorm"),
         "mlp.hook_pre": LayerSite("mlp.dense_h_to_4h", "output", _same, _D_MLP),
         "mlp.hook_post": LayerSite("mlp.dense_4h_to_h", "input", _same, _D_MLP),
         "hook_mlp_out": LayerSite("mlp", "output", _same),
@@ -169,7 +182,7 @@ LLAMA = Family(
             "self_attn.o_proj",
         ),
         "hook_attn_out": LayerSite("self_attn", "output", _same),
-        "hook_resid_mid": LayerSite("post_attention_layernorm", "input", _same),
+        "hook_resid_mid": _residual_sum("self_attn", "input_layernorm"),
         "mlp.hook_post": LayerSite("mlp.down_proj", "input", _same, _D_MLP),
         "hook_mlp_out": LayerSite("mlp", "output", _same),
         "hook_resid_post": LayerSite("", "output", _same),
@@ -177,7 +190,7 @@ LLAMA = Family(
 )
 
 # BERT is post-LayerNorm: as in TransformerLens, resid_mid and resid_post are the residual sums
-# that enter each LayerNorm, while resid_pre is the layer's (normalised) input.
+# that enter each LayerNorm (their only reader), while resid_pre is the layer's (normalised) input.
 BERT = Family(
     name="bert",
     model_types=("bert",),

@@ -106,6 +106,9 @@ def _install(point: HookPoint, apply: Callable[[torch.Tensor], torch.Tensor | No
             return None if new is None else (args, {**kwargs, first: new})
 
         handle = module.register_forward_pre_hook(pre_hook, with_kwargs=True)
+    elif point.kind == "residual_sum":
+        yield from _install_residual_sum(point, apply)
+        return
     else:
 
         def hook(mod, args, output):
@@ -119,6 +122,31 @@ def _install(point: HookPoint, apply: Callable[[torch.Tensor], torch.Tensor | No
         yield
     finally:
         handle.remove()
+
+
+def _install_residual_sum(point: HookPoint, apply: Callable[[torch.Tensor], torch.Tensor | None]) -> Iterator[None]:
+    """Expose ``output + residual`` where the residual is the input of ``point.addend``."""
+    residual: list[torch.Tensor] = []
+    first = _first_parameter(point.addend)
+
+    def remember(mod, args, kwargs):
+        residual[:] = [args[0] if args else kwargs[first]]
+
+    def hook(mod, args, output):
+        out = output[0] if isinstance(output, tuple) else output
+        new = apply(out + residual[0])
+        if new is None:
+            return None
+        new = new - residual[0]
+        return (new, *output[1:]) if isinstance(output, tuple) else new
+
+    handles = [point.addend.register_forward_pre_hook(remember, with_kwargs=True)]
+    try:
+        handles.append(point.module.register_forward_hook(hook))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _first_parameter(module: nn.Module) -> str:

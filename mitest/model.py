@@ -95,7 +95,12 @@ class Model:
         return point
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Logits ``[batch, pos, vocab]`` of one forward pass (call inside :meth:`running`)."""
+        """Logits ``[batch, pos, vocab]`` of one forward pass (call inside :meth:`running`).
+
+        Without padding the mask is left out, so the numbers are exactly those of ``hf_model(input_ids)``.
+        """
+        if bool(attention_mask.all()):
+            attention_mask = None
         output = self.hf_model(input_ids=input_ids, attention_mask=attention_mask)
         logits = output.logits if hasattr(output, "logits") else output[0] if isinstance(output, tuple) else output
         if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
@@ -174,7 +179,8 @@ class Model:
         layer_module = base.get_submodule(f"{self.family.layers}.{layer}")
         module = layer_module.get_submodule(spec.path) if spec.path else layer_module
         components = spec.components(self.dims) if spec.components else None
-        return HookPoint(name, module, spec.kind, spec.view(self.dims), components)
+        addend = layer_module.get_submodule(spec.addend) if spec.addend else None
+        return HookPoint(name, module, spec.kind, spec.view(self.dims), components, addend)
 
 
 def _model_class(config: Any) -> type:

@@ -1,0 +1,91 @@
+"""Tiny, seeded, random-weight models of every supported family, built from configs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers
+
+import mitest as mt
+
+VOCAB = 64
+SEQ = 12
+
+
+def _config(family: str):
+    common = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4)
+    if family == "gpt2":
+        return transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=VOCAB, n_positions=64,
+                                       bos_token_id=0, eos_token_id=0)
+    if family in ("gpt_neox", "gpt_neox_serial"):
+        return transformers.GPTNeoXConfig(**common, intermediate_size=64, max_position_embeddings=64,
+                                          use_parallel_residual=family == "gpt_neox",
+                                          bos_token_id=0, eos_token_id=0)
+    if family == "llama":
+        return transformers.LlamaConfig(**common, intermediate_size=64, num_key_value_heads=2,
+                                        max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    if family == "mistral":
+        return transformers.MistralConfig(**common, intermediate_size=64, num_key_value_heads=2,
+                                          max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    if family == "qwen2":
+        return transformers.Qwen2Config(**common, intermediate_size=64, num_key_value_heads=1,
+                                        max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    if family == "bert":
+        return transformers.BertConfig(**common, intermediate_size=64, max_position_embeddings=64, pad_token_id=0)
+    raise ValueError(family)
+
+
+FAMILIES = ("gpt2", "gpt_neox", "gpt_neox_serial", "llama", "mistral", "qwen2", "bert")
+
+
+def build(family: str, seed: int = 0) -> transformers.PreTrainedModel:
+    """A seeded random-weight model of ``family`` with larger-than-default weights (visible effects)."""
+    torch.manual_seed(seed)
+    config = _config(family)
+    model_class = transformers.BertForMaskedLM if family == "bert" else transformers.AutoModelForCausalLM
+    model = model_class.from_config(config) if family != "bert" else model_class(config)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() >= 2:
+                param.normal_(0.0, 0.3)
+    return model.eval()
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def hf_model(family):
+    return build(family)
+
+
+@pytest.fixture
+def model(hf_model) -> mt.Model:
+    return mt.Model.from_hf(hf_model)
+
+
+def random_prompts(n: int = 6, seq: int = SEQ, seed: int = 1, corrupted: bool = True) -> mt.Prompts:
+    """Random token prompts with answers, wrong answers and an aligned corrupted set."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(1, VOCAB, (n, seq), generator=g)
+    other = torch.randint(1, VOCAB, (n, seq), generator=g)
+    answers = torch.randint(1, VOCAB, (n,), generator=g)
+    wrong = (answers + 1) % VOCAB
+    return mt.Prompts(tokens, answers=answers, wrong=wrong, corrupted=other if corrupted else None)
+
+
+@pytest.fixture
+def prompts() -> mt.Prompts:
+    return random_prompts()
+
+
+def hooks_left(module: torch.nn.Module) -> list[str]:
+    """Names of modules that still carry any forward or backward hook."""
+    return [
+        name
+        for name, m in module.named_modules()
+        if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._forward_hooks_with_kwargs
+        or m._forward_pre_hooks_with_kwargs
+    ]
