@@ -73,6 +73,12 @@ def _wrap(point: HookPoint, edit: Edit, stats: HookStats) -> Callable[[torch.Ten
         new = edit(view)
         if new is None:
             return None
+        if new.shape != view.shape:
+            # A site shared across the batch (e.g. position embeddings, [1, pos, d]) becomes per-prompt.
+            if raw.shape != view.shape or view.shape[0] != 1 or new.shape[1:] != view.shape[1:]:
+                raise RuntimeError(f"edit of {point.name} produced shape {tuple(new.shape)} for {tuple(view.shape)}")
+            stats.changed |= not torch.equal(new, view.expand_as(new))
+            return new.clone()
         if not torch.equal(new, view):
             stats.changed = True
         out = raw.clone()

@@ -275,7 +275,7 @@ def _selection(view: torch.Tensor, batch: Prompts, site: Site) -> torch.Tensor |
     """Boolean mask broadcastable to ``view`` of the entries the site covers (None: all)."""
     select = None
     if site.positions != ALL:
-        if view.dim() < 2 or view.shape[0] != len(batch) or view.shape[1] != batch.tokens.shape[1]:
+        if view.dim() < 2 or view.shape[0] not in (1, len(batch)) or view.shape[1] != batch.tokens.shape[1]:
             raise InterventionError(
                 f"{site.name} has shape {tuple(view.shape)}, not [batch, pos, ...]; positions cannot be "
                 "selected on it (use positions='all')"
