@@ -89,3 +89,13 @@ def hooks_left(module: torch.nn.Module) -> list[str]:
         if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._forward_hooks_with_kwargs
         or m._forward_pre_hooks_with_kwargs
     ]
+
+
+def word_tokenizer(words: list[str]):
+    """A whitespace word-level tokenizer over ``words`` (ids 0.. in order; id 0 is '<pad>')."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {word: i for i, word in enumerate(["<pad>", "<unk>", *words])}
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", unk_token="<unk>")

@@ -1,0 +1,114 @@
+"""mt.Model: wrapping, loading from a local directory, site names and their errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import mitest as mt
+from conftest import build, random_prompts, word_tokenizer
+
+
+def test_clean_numbers_are_identical_to_calling_the_model_directly(model, prompts):
+    with torch.no_grad():
+        logits = model.hf_model(input_ids=prompts.tokens).logits
+    expected = logits[torch.arange(len(prompts)), -1]
+    expected = (expected.gather(1, prompts.answers[:, None]) - expected.gather(1, prompts.wrong[:, None]))[:, 0]
+    effect = mt.measure(model, prompts, mt.ablate(mt.heads("0.0")), mt.metrics.logit_diff)
+    np.testing.assert_array_equal(effect.clean, expected.double().numpy())
+
+
+def test_from_hf_shares_weights_instead_of_copying(hf_model):
+    model = mt.Model.from_hf(hf_model)
+    assert model.hf_model is hf_model
+    assert next(model.hf_model.parameters()).data_ptr() == next(hf_model.parameters()).data_ptr()
+
+
+def test_load_reads_a_local_safetensors_directory_with_tokenizer(tmp_path):
+    hf_model = build("gpt2")
+    hf_model.save_pretrained(tmp_path)
+    words = [f"w{i}" for i in range(60)]
+    word_tokenizer(words).save_pretrained(tmp_path)
+    assert list(tmp_path.glob("*.safetensors")) and not list(tmp_path.glob("*.bin"))
+
+    loaded = mt.Model.load(tmp_path)
+    tokens = random_prompts().tokens
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.hf_model(tokens).logits, hf_model(tokens).logits, atol=0, rtol=0)
+    assert loaded.tokenizer("w3 w5")["input_ids"] == [5, 7]
+    prompts = mt.Prompts(["w1 w2 w3", "w4 w5"], answers=["w9", "w8"], wrong=["w7", "w6"], tokenizer=loaded.tokenizer)
+    effect = mt.measure(loaded, prompts, mt.ablate(mt.heads("1.0")), mt.metrics.logit_diff)
+    assert effect.n == 2
+
+
+def test_load_refuses_pickle_checkpoints(tmp_path):
+    build("gpt2").config.save_pretrained(tmp_path)
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(mt.ModelLoadError, match="pytorch_model.bin.*pickle"):
+        mt.Model.load(tmp_path)
+
+
+def test_load_without_a_config_is_a_clear_error(tmp_path):
+    with pytest.raises(mt.ModelLoadError, match="no config.json"):
+        mt.Model.load(tmp_path)
+
+
+def test_sites_follow_the_transformerlens_names(model):
+    sites = model.sites()
+    for layer in range(2):
+        for name in ("hook_resid_pre", "attn.hook_z", "attn.hook_pattern", "attn.hook_q", "attn.hook_k",
+                     "attn.hook_v", "hook_attn_out", "mlp.hook_post", "hook_mlp_out", "hook_resid_post"):
+            assert f"blocks.{layer}.{name}" in sites
+    assert "hook_embed" in sites
+    assert len(sites) == len(set(sites))
+
+
+def test_resid_mid_exists_only_without_a_parallel_residual():
+    assert "blocks.0.hook_resid_mid" not in mt.Model.from_hf(build("gpt_neox")).sites()
+    assert "blocks.0.hook_resid_mid" in mt.Model.from_hf(build("gpt_neox_serial")).sites()
+
+
+def test_grouped_query_models_expose_shared_key_value_heads():
+    model = mt.Model.from_hf(build("llama"))
+    assert model.resolve("blocks.0.attn.hook_k").components == 2
+    assert model.resolve("blocks.0.attn.hook_z").components == 4
+    with pytest.raises(mt.SiteError, match="2 components"):
+        mt.measure(model, random_prompts(), mt.ablate(mt.head(0, 3, "k")), mt.metrics.logit_diff)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("blocks.1.attn.hook_zz", "closest: blocks.1.attn.hook_z"),
+        ("blocks.7.attn.hook_z", "layer 7 does not exist.*0..1"),
+        ("blocks.one.hook_resid_pre", "layer must be a number"),
+        ("blocks.0.hook_resid_psot", "closest: blocks.0.hook_resid_post"),
+    ],
+)
+def test_unknown_sites_list_the_closest_names(model, name, message):
+    with pytest.raises(mt.SiteError, match=message):
+        model.resolve(name)
+
+
+def test_a_head_that_does_not_exist_is_a_clear_error(model, prompts):
+    with pytest.raises(mt.SiteError, match="index 9 does not exist"):
+        mt.measure(model, prompts, mt.ablate(mt.head(0, 9)), mt.metrics.logit_diff)
+    with pytest.raises(mt.SiteError, match="no heads or neurons"):
+        mt.measure(model, prompts, mt.ablate(mt.site("blocks.0.hook_resid_post", 3)), mt.metrics.logit_diff)
+
+
+def test_neurons_index_the_mlp_hidden_layer(model, prompts):
+    effect = mt.measure(model, prompts, mt.ablate(mt.neurons(0, 1, 5)), mt.metrics.logit_diff, strict=True)
+    assert abs(effect.delta).max() > 0
+    with pytest.raises(mt.SiteError, match="index 999"):
+        mt.measure(model, prompts, mt.ablate(mt.neurons(0, 999)), mt.metrics.logit_diff)
+
+
+def test_cache_is_dropped_when_weights_change(prompts):
+    model = mt.Model.from_hf(build("gpt2"))
+    first = mt.measure(model, prompts, mt.ablate(mt.heads("0.0")), mt.metrics.logit_diff)
+    with torch.no_grad():
+        model.hf_model.transformer.h[1].mlp.c_proj.weight.mul_(2.0)
+    second = mt.measure(model, prompts, mt.ablate(mt.heads("0.0")), mt.metrics.logit_diff)
+    assert not np.allclose(first.clean, second.clean)
