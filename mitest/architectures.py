@@ -78,7 +78,13 @@ def _same(dims: Dims) -> View:
 
 
 def _heads(count: Callable[[Dims], int]) -> Callable[[Dims], View]:
-    return lambda dims: (lambda t, n=count(dims): t.unflatten(-1, (n, -1)))
+    """Split the last axis into ``count(dims)`` heads."""
+
+    def make(dims: Dims) -> View:
+        n = count(dims)
+        return lambda t: t.unflatten(-1, (n, -1))
+
+    return make
 
 
 def _fused_qkv(part: int) -> Callable[[Dims], View]:
@@ -93,7 +99,7 @@ def _fused_qkv(part: int) -> Callable[[Dims], View]:
 
 def _interleaved_qkv(part: int) -> Callable[[Dims], View]:
     """GPT-NeoX's query_key_value output: per head [q, k, v]."""
-    return lambda dims: (lambda t: t.unflatten(-1, (dims.n_heads, 3, -1))[..., part, :])
+    return lambda dims: lambda t: t.unflatten(-1, (dims.n_heads, 3, -1))[..., part, :]
 
 
 def _pattern(dims: Dims) -> View:

@@ -124,14 +124,19 @@ def patch(sites: Any, source: Prompts | str = "corrupted") -> Patch:
     if isinstance(source, str) and source not in PATCH_SOURCES:
         raise InterventionError(f"unknown patch source {source!r}; use 'corrupted', 'clean' or a Prompts set")
     if not isinstance(source, (str, Prompts)):
-        raise InterventionError(f"patch source must be 'corrupted', 'clean' or a Prompts set, got {type(source).__name__}")
+        raise InterventionError(
+            f"patch source must be 'corrupted', 'clean' or a Prompts set, got {type(source).__name__}"
+        )
     return Patch(as_sites(sites), source)
 
 
 def steer(direction: Site, coef: float = 1.0) -> Steer:
     """Add ``coef * vector`` at a direction site made by :func:`mitest.direction`."""
     if not isinstance(direction, Site) or direction.direction is None:
-        raise InterventionError("steer() needs mt.direction(site, vector), e.g. mt.steer(mt.direction('blocks.3.hook_resid_post', v), coef=4.0)")
+        raise InterventionError(
+            "steer() needs mt.direction(site, vector), "
+            "e.g. mt.steer(mt.direction('blocks.3.hook_resid_post', v), coef=4.0)"
+        )
     return Steer(direction, float(coef))
 
 

@@ -52,19 +52,25 @@ class Model:
 
         directory = Path(path)
         if not (directory / "config.json").is_file():
-            raise ModelLoadError(f"{directory} has no config.json; Model.load expects a saved transformers model directory")
+            raise ModelLoadError(
+                f"{directory} has no config.json; Model.load expects a saved transformers model directory"
+            )
         if not any(directory.glob("*.safetensors")):
             found = sorted(p.name for p in directory.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
             hint = f" (found {', '.join(found)}: pickle checkpoints are not loaded)" if found else ""
             raise ModelLoadError(
-                f"{directory} has no .safetensors weights{hint}; save with model.save_pretrained(dir, safe_serialization=True)"
+                f"{directory} has no .safetensors weights{hint}; "
+                "save them with model.save_pretrained(dir), which writes safetensors"
             )
         offline = {"local_files_only": True, "trust_remote_code": False}
         config = transformers.AutoConfig.from_pretrained(directory, **offline)
         model_class = _model_class(config)
         model = model_class.from_pretrained(directory, use_safetensors=True, dtype=dtype, **offline)
         tokenizer = None
-        if any((directory / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")):
+        if any(
+            (directory / name).is_file()
+            for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
+        ):
             tokenizer = transformers.AutoTokenizer.from_pretrained(directory, **offline)
         return cls(model, tokenizer)
 
@@ -157,7 +163,9 @@ class Model:
             return HookPoint(name, modules[name], "output", lambda t: t)
         suggestions = closest(name, self.sites() + ([] if self.family is None else self._module_names()))
         hint = f"; closest: {', '.join(suggestions)}" if suggestions else ""
-        raise SiteError(f"unknown site {name!r} on {type(self.hf_model).__name__}{hint}. See model.sites() for all names")
+        raise SiteError(
+            f"unknown site {name!r} on {type(self.hf_model).__name__}{hint}. See model.sites() for all names"
+        )
 
     def _resolve_family(self, name: str) -> HookPoint | None:
         base = self.hf_model.base_model

@@ -48,7 +48,7 @@ class Positions(Spec):
         else:
             rows = [self._row(int(i)) for i in prompt_index]
         mask = torch.zeros(len(lengths), seq_len, dtype=torch.bool)
-        for row, (wanted, length) in enumerate(zip(rows, lengths.tolist())):
+        for row, (wanted, length) in enumerate(zip(rows, lengths.tolist(), strict=True)):
             for p in wanted:
                 q = p + length if p < 0 else p
                 if not 0 <= q < length:

@@ -95,7 +95,9 @@ class Prompts:
         bad = ((values < 0) | (values >= self.lengths)).nonzero().flatten()
         if len(bad):
             i = int(bad[0])
-            raise PromptsError(f"answer position {int(values[i])} is outside prompt {i} (length {int(self.lengths[i])})")
+            raise PromptsError(
+                f"answer position {int(values[i])} is outside prompt {i} (length {int(self.lengths[i])})"
+            )
         return values
 
     def _corrupted(self, corrupted: Any) -> Prompts | None:
@@ -200,14 +202,19 @@ def _token_matrix(tokens: Any, tokenizer: Any, label: str) -> tuple[torch.Tensor
     if isinstance(tokens, (torch.Tensor, np.ndarray)):
         array = torch.as_tensor(np.asarray(tokens.cpu() if isinstance(tokens, torch.Tensor) else tokens))
         if array.dim() == 1:
-            raise PromptsError(f"{label} is 1-D {tuple(array.shape)}; pass [n_prompts, seq_len] (use tokens[None] for one prompt)")
+            raise PromptsError(
+                f"{label} is 1-D {tuple(array.shape)}; pass [n_prompts, seq_len] (use tokens[None] for one prompt)"
+            )
         if array.dim() != 2:
             raise PromptsError(f"{label} must be 2-D [n_prompts, seq_len], got shape {tuple(array.shape)}")
         rows = list(array)
     elif isinstance(tokens, Sequence):
         rows = list(tokens)
     else:
-        raise PromptsError(f"cannot read {label} from {type(tokens).__name__}; pass a tensor, a list of token lists or a list of strings")
+        raise PromptsError(
+            f"cannot read {label} from {type(tokens).__name__}; "
+            "pass a tensor, a list of token lists or a list of strings"
+        )
     if not rows:
         raise PromptsError(f"{label} is empty; a prompt set needs at least one prompt")
     sequences = [_token_row(row, tokenizer, label, i) for i, row in enumerate(rows)]

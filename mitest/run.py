@@ -55,7 +55,9 @@ def measure(
     if not isinstance(prompts, Prompts):
         raise PromptsError(f"prompts must be mt.Prompts, got {type(prompts).__name__}")
     if not isinstance(intervention, Intervention):
-        raise InterventionError(f"intervention must be mt.ablate/patch/steer/combine, got {type(intervention).__name__}")
+        raise InterventionError(
+            f"intervention must be mt.ablate/patch/steer/combine, got {type(intervention).__name__}"
+        )
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     prompts.check_vocab(model.vocab_size)
@@ -85,7 +87,9 @@ def measure(
 def _input_prompts(intervention: Intervention, prompts: Prompts) -> Prompts:
     if intervention.runs_on == "corrupted":
         if prompts.corrupted is None:
-            raise InterventionError("patch(source='clean') runs the corrupted prompts; build Prompts(..., corrupted=...)")
+            raise InterventionError(
+                "patch(source='clean') runs the corrupted prompts; build Prompts(..., corrupted=...)"
+            )
         return prompts.corrupted
     return prompts
 
@@ -346,7 +350,9 @@ def _check_index(site: Site, point: HookPoint) -> None:
         )
     bad = [i for i in site.index if not 0 <= i < point.components]
     if bad:
-        raise SiteError(f"{site.name} has {point.components} components (0..{point.components - 1}); index {bad[0]} does not exist")
+        raise SiteError(
+            f"{site.name} has {point.components} components (0..{point.components - 1}); index {bad[0]} does not exist"
+        )
 
 
 def _rows(acts: torch.Tensor, rows: torch.Tensor, view: torch.Tensor, point: HookPoint) -> torch.Tensor:
@@ -360,7 +366,9 @@ def _rows(acts: torch.Tensor, rows: torch.Tensor, view: torch.Tensor, point: Hoo
 def _patch_source(part: Patch, prompts: Prompts) -> Prompts:
     if part.source == "corrupted":
         if prompts.corrupted is None:
-            raise InterventionError("patch(source='corrupted') needs Prompts(..., corrupted=...) with aligned counterfactuals")
+            raise InterventionError(
+                "patch(source='corrupted') needs Prompts(..., corrupted=...) with aligned counterfactuals"
+            )
         return prompts.corrupted
     if part.source == "clean":
         return prompts
@@ -379,7 +387,8 @@ def _mean_value(mean: torch.Tensor, per_position: bool, reference: Prompts, run:
     if run.tokens.shape[1] > mean.shape[0]:
         raise InterventionError(
             f"per-position mean ablation of {point.name}: the reference prompts are at most {mean.shape[0]} "
-            f"tokens but measured prompts reach {run.tokens.shape[1]}; use longer reference prompts or per_position=False"
+            f"tokens but measured prompts reach {run.tokens.shape[1]}; "
+            "use longer reference prompts or per_position=False"
         )
 
     def value(view, batch):

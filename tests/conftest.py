@@ -15,21 +15,48 @@ SEQ = 12
 def _config(family: str):
     common = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4)
     if family == "gpt2":
-        return transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=VOCAB, n_positions=64,
-                                       bos_token_id=0, eos_token_id=0)
+        return transformers.GPT2Config(
+            n_embd=32, n_layer=2, n_head=4, vocab_size=VOCAB, n_positions=64, bos_token_id=0, eos_token_id=0
+        )
     if family in ("gpt_neox", "gpt_neox_serial"):
-        return transformers.GPTNeoXConfig(**common, intermediate_size=64, max_position_embeddings=64,
-                                          use_parallel_residual=family == "gpt_neox",
-                                          bos_token_id=0, eos_token_id=0)
+        return transformers.GPTNeoXConfig(
+            **common,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            use_parallel_residual=family == "gpt_neox",
+            bos_token_id=0,
+            eos_token_id=0,
+        )
     if family == "llama":
-        return transformers.LlamaConfig(**common, intermediate_size=64, num_key_value_heads=2,
-                                        max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+        return transformers.LlamaConfig(
+            **common,
+            intermediate_size=64,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            bos_token_id=0,
+            eos_token_id=0,
+            pad_token_id=0,
+        )
     if family == "mistral":
-        return transformers.MistralConfig(**common, intermediate_size=64, num_key_value_heads=2,
-                                          max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+        return transformers.MistralConfig(
+            **common,
+            intermediate_size=64,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            bos_token_id=0,
+            eos_token_id=0,
+            pad_token_id=0,
+        )
     if family == "qwen2":
-        return transformers.Qwen2Config(**common, intermediate_size=64, num_key_value_heads=1,
-                                        max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+        return transformers.Qwen2Config(
+            **common,
+            intermediate_size=64,
+            num_key_value_heads=1,
+            max_position_embeddings=64,
+            bos_token_id=0,
+            eos_token_id=0,
+            pad_token_id=0,
+        )
     if family == "bert":
         return transformers.BertConfig(**common, intermediate_size=64, max_position_embeddings=64, pad_token_id=0)
     raise ValueError(family)
@@ -86,7 +113,10 @@ def hooks_left(module: torch.nn.Module) -> list[str]:
     return [
         name
         for name, m in module.named_modules()
-        if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._forward_hooks_with_kwargs
+        if m._forward_hooks
+        or m._forward_pre_hooks
+        or m._backward_hooks
+        or m._forward_hooks_with_kwargs
         or m._forward_pre_hooks_with_kwargs
     ]
 

@@ -47,7 +47,9 @@ def test_results_do_not_depend_on_prompt_order(model, prompts, name):
 def test_padded_batches_match_each_prompt_run_alone(model, name):
     prompts = _variable_prompts()
     padded = mt.measure(model, prompts, INTERVENTIONS[name], mt.metrics.logit_diff, batch_size=7)
-    alone = mt.measure(mt.Model.from_hf(model.hf_model), prompts, INTERVENTIONS[name], mt.metrics.logit_diff, batch_size=1)
+    alone = mt.measure(
+        mt.Model.from_hf(model.hf_model), prompts, INTERVENTIONS[name], mt.metrics.logit_diff, batch_size=1
+    )
     np.testing.assert_allclose(padded.clean, alone.clean, atol=1e-5)
     np.testing.assert_allclose(padded.intervened, alone.intervened, atol=1e-5)
 
@@ -105,8 +107,13 @@ def test_cache_stays_within_its_byte_budget(prompts):
 
 def test_effect_per_prompt_frame(model):
     prompts = random_prompts()
-    prompts = mt.Prompts(prompts.tokens, answers=prompts.answers, wrong=prompts.wrong,
-                         corrupted=prompts.corrupted.tokens, groups=["a", "b"] * 3)
+    prompts = mt.Prompts(
+        prompts.tokens,
+        answers=prompts.answers,
+        wrong=prompts.wrong,
+        corrupted=prompts.corrupted.tokens,
+        groups=["a", "b"] * 3,
+    )
     effect = mt.measure(model, prompts, mt.ablate(mt.heads("1.1")), mt.metrics.logit_diff)
     frame = effect.per_prompt
     assert list(frame.columns) == ["clean", "intervened", "delta", "corrupted", "group"]
@@ -137,8 +144,9 @@ def test_per_position_mean_needs_reference_prompts_as_long_as_the_measured_ones(
     short = mt.Prompts(prompts.tokens[:, :4])
     with pytest.raises(mt.InterventionError, match="at most 4 tokens"):
         mt.measure(model, prompts, mt.ablate(mt.heads("0.0"), "mean", reference=short), mt.metrics.logit_diff)
-    pooled = mt.measure(model, prompts, mt.ablate(mt.heads("0.0"), "mean", reference=short, per_position=False),
-                        mt.metrics.logit_diff)
+    pooled = mt.measure(
+        model, prompts, mt.ablate(mt.heads("0.0"), "mean", reference=short, per_position=False), mt.metrics.logit_diff
+    )
     assert pooled.n == len(prompts)
 
 

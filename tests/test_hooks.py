@@ -23,7 +23,7 @@ def _state(hf_model):
 
 def _assert_untouched(hf_model, before, weights):
     assert _state(hf_model) == before
-    for (name, param), original in zip(hf_model.named_parameters(), weights):
+    for (name, param), original in zip(hf_model.named_parameters(), weights, strict=True):
         assert torch.equal(param, original), f"{name} was modified"
 
 
@@ -76,8 +76,12 @@ def test_hooks_are_removed_when_the_model_is_interrupted_mid_forward(model, prom
     handle = hf_model.get_submodule(last_layer).register_forward_hook(interrupt)
     try:
         with pytest.raises(KeyboardInterrupt):
-            mt.measure(model, prompts, EVERY_KIND if model.family.name != "gpt_neox" else mt.ablate(mt.heads("0.1")),
-                       mt.metrics.logit_diff)
+            mt.measure(
+                model,
+                prompts,
+                EVERY_KIND if model.family.name != "gpt_neox" else mt.ablate(mt.heads("0.1")),
+                mt.metrics.logit_diff,
+            )
     finally:
         handle.remove()
     assert _state(hf_model) == before
@@ -89,7 +93,12 @@ def test_a_successful_run_leaves_the_model_exactly_as_it_was(family):
     before, weights = _state(hf_model), [p.detach().clone() for p in hf_model.parameters()]
     model = mt.Model.from_hf(hf_model)
     for site in model.sites():
-        mt.measure(model, random_prompts(), mt.ablate(site, "resample" if site != "hook_pos_embed" else "zero"), mt.metrics.logit_diff)
+        mt.measure(
+            model,
+            random_prompts(),
+            mt.ablate(site, "resample" if site != "hook_pos_embed" else "zero"),
+            mt.metrics.logit_diff,
+        )
     _assert_untouched(hf_model, before, weights)
     tokens = random_prompts().tokens
     with torch.no_grad():

@@ -16,7 +16,10 @@ PROMPTS = mt.Prompts([[1, 2, 3, 4, 5], [6, 5, 4, 3, 2], [1, 1, 2, 0, 0][:3]], an
 def test_logit_diff_reads_each_answer_position():
     values = mt.metrics.logit_diff(LOGITS, PROMPTS)
     positions = [4, 4, 2]
-    expected = [LOGITS[i, p, a] - LOGITS[i, p, w] for i, (p, a, w) in enumerate(zip(positions, [2, 3, 4], [5, 6, 0]))]
+    expected = [
+        LOGITS[i, p, a] - LOGITS[i, p, w]
+        for i, (p, a, w) in enumerate(zip(positions, [2, 3, 4], [5, 6, 0], strict=True))
+    ]
     torch.testing.assert_close(values, torch.stack(expected))
 
 
@@ -41,7 +44,9 @@ def test_loss_averages_next_token_loss_over_chosen_real_tokens():
     expected_2 = torch.stack([token_loss(2, t) for t in range(1, 3)]).mean()  # padding excluded
     torch.testing.assert_close(values[[0, 2]], torch.stack([expected_0, expected_2]))
     second_half = mt.metrics.loss("second_half")(LOGITS, PROMPTS)
-    torch.testing.assert_close(second_half[0], torch.stack([token_loss(0, 2), token_loss(0, 3), token_loss(0, 4)]).mean())
+    torch.testing.assert_close(
+        second_half[0], torch.stack([token_loss(0, 2), token_loss(0, 3), token_loss(0, 4)]).mean()
+    )
 
 
 def test_loss_with_no_target_position_is_an_error():

@@ -42,6 +42,17 @@ def test_load_reads_a_local_safetensors_directory_with_tokenizer(tmp_path):
     assert effect.n == 2
 
 
+def test_load_gives_the_same_model_for_every_family(family, tmp_path):
+    hf_model = build(family)
+    hf_model.save_pretrained(tmp_path)
+    loaded = mt.Model.load(tmp_path)
+    assert type(loaded.hf_model) is type(hf_model)
+    assert loaded.sites() == mt.Model.from_hf(hf_model).sites()
+    tokens = random_prompts().tokens
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.hf_model(tokens).logits, hf_model(tokens).logits, atol=0, rtol=0)
+
+
 def test_load_refuses_pickle_checkpoints(tmp_path):
     build("gpt2").config.save_pretrained(tmp_path)
     (tmp_path / "pytorch_model.bin").write_bytes(b"not loaded")
@@ -57,8 +68,18 @@ def test_load_without_a_config_is_a_clear_error(tmp_path):
 def test_sites_follow_the_transformerlens_names(model):
     sites = model.sites()
     for layer in range(2):
-        for name in ("hook_resid_pre", "attn.hook_z", "attn.hook_pattern", "attn.hook_q", "attn.hook_k",
-                     "attn.hook_v", "hook_attn_out", "mlp.hook_post", "hook_mlp_out", "hook_resid_post"):
+        for name in (
+            "hook_resid_pre",
+            "attn.hook_z",
+            "attn.hook_pattern",
+            "attn.hook_q",
+            "attn.hook_k",
+            "attn.hook_v",
+            "hook_attn_out",
+            "mlp.hook_post",
+            "hook_mlp_out",
+            "hook_resid_post",
+        ):
             assert f"blocks.{layer}.{name}" in sites
     assert "hook_embed" in sites
     assert len(sites) == len(set(sites))

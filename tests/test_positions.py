@@ -40,8 +40,14 @@ def test_position_specs(spec, expected):
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [(5, "position 5 is outside prompt 0 of length 4"), ("middle", "unknown position name"), (True, "bool"),
-     (np.zeros((2, 2), dtype=int), "1-D"), ([1.5], "cannot read positions"), ([[0], [0]], "2 entries")],
+    [
+        (5, "position 5 is outside prompt 0 of length 4"),
+        ("middle", "unknown position name"),
+        (True, "bool"),
+        (np.zeros((2, 2), dtype=int), "1-D"),
+        ([1.5], "cannot read positions"),
+        ([[0], [0]], "2 entries"),
+    ],
 )
 def test_bad_positions_are_clear_errors(spec, message):
     with pytest.raises(mt.PositionsError, match=message):

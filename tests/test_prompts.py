@@ -28,21 +28,26 @@ def test_variable_length_lists_are_right_padded_with_lengths():
 
 
 def test_text_and_answers_are_tokenized():
-    prompts = mt.Prompts(["when Mary and John went", "John gave"], answers=["Mary", "a"], wrong=["John", "bag"],
-                         tokenizer=TOKENIZER)
+    prompts = mt.Prompts(
+        ["when Mary and John went", "John gave"], answers=["Mary", "a"], wrong=["John", "bag"], tokenizer=TOKENIZER
+    )
     assert prompts.lengths.tolist() == [5, 2]
     assert prompts.answers.tolist() == [TOKENIZER.convert_tokens_to_ids("Mary"), TOKENIZER.convert_tokens_to_ids("a")]
 
 
 def test_from_frame_reads_named_columns():
-    frame = pd.DataFrame({
-        "text": ["when Mary and John went to", "when John and Mary went to"],
-        "io": ["Mary", "John"], "s": ["John", "Mary"],
-        "cf": ["when Anna and John went to", "when Anna and Mary went to"],
-        "template": [0, 1],
-    })
-    prompts = mt.Prompts.from_frame(frame, tokenizer=TOKENIZER, text="text", answer="io", wrong="s", corrupted="cf",
-                                    group="template")
+    frame = pd.DataFrame(
+        {
+            "text": ["when Mary and John went to", "when John and Mary went to"],
+            "io": ["Mary", "John"],
+            "s": ["John", "Mary"],
+            "cf": ["when Anna and John went to", "when Anna and Mary went to"],
+            "template": [0, 1],
+        }
+    )
+    prompts = mt.Prompts.from_frame(
+        frame, tokenizer=TOKENIZER, text="text", answer="io", wrong="s", corrupted="cf", group="template"
+    )
     assert len(prompts) == 2 and prompts.corrupted is not None
     assert prompts.groups.tolist() == [0, 1]
     with pytest.raises(mt.PromptsError, match=r"no column\(s\) \['answer'\]"):
@@ -81,8 +86,12 @@ def test_multi_token_answers_are_rejected():
 
 
 def test_subsets_keep_answers_corrupted_and_groups_aligned():
-    prompts = mt.Prompts([[1, 2, 3], [4, 5], [6, 7, 8]], answers=[10, 11, 12],
-                         corrupted=[[9, 9, 9], [8, 8], [7, 7, 7]], groups=["x", "y", "z"])
+    prompts = mt.Prompts(
+        [[1, 2, 3], [4, 5], [6, 7, 8]],
+        answers=[10, 11, 12],
+        corrupted=[[9, 9, 9], [8, 8], [7, 7, 7]],
+        groups=["x", "y", "z"],
+    )
     subset = prompts[[2, 1]]
     assert subset.tokens.tolist() == [[6, 7, 8], [4, 5, 0]]
     assert subset.answers.tolist() == [12, 11]

@@ -61,7 +61,7 @@ def test_zero_ablating_a_head_matches_zeroing_its_output_weights(family):
 
     seen = []
     mt.measure(mt.Model.from_hf(hf_model), prompts, mt.ablate(mt.head(LAYER, HEAD)), _metric_logits(seen))
-    got = torch.cat(seen)[-len(prompts):]
+    got = torch.cat(seen)[-len(prompts) :]
     assert not torch.allclose(expected, _logits(hf_model, prompts), atol=1e-3), "ablation must matter here"
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
@@ -93,7 +93,7 @@ def test_mean_ablating_a_head_matches_a_raw_torch_hook(family):
 
     seen = []
     mt.measure(mt.Model.from_hf(hf_model), prompts, mt.ablate(mt.head(LAYER, HEAD), "mean"), _metric_logits(seen))
-    torch.testing.assert_close(torch.cat(seen)[-len(prompts):], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.cat(seen)[-len(prompts) :], expected, atol=1e-5, rtol=0)
 
 
 def test_zeroing_a_heads_pattern_equals_zeroing_its_output(family):
@@ -102,7 +102,9 @@ def test_zeroing_a_heads_pattern_equals_zeroing_its_output(family):
     by_pattern, by_z = [], []
     mt.measure(model, prompts, mt.ablate(mt.head(LAYER, HEAD, "pattern")), _metric_logits(by_pattern))
     mt.measure(model, prompts, mt.ablate(mt.head(LAYER, HEAD, "z")), _metric_logits(by_z))
-    torch.testing.assert_close(torch.cat(by_pattern)[-len(prompts):], torch.cat(by_z)[-len(prompts):], atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        torch.cat(by_pattern)[-len(prompts) :], torch.cat(by_z)[-len(prompts) :], atol=1e-5, rtol=0
+    )
 
 
 def test_zeroing_a_value_head_zeroes_every_query_head_that_reads_it(family):
@@ -115,7 +117,7 @@ def test_zeroing_a_value_head_zeroes_every_query_head_that_reads_it(family):
     mt.measure(model, prompts, mt.ablate(mt.head(LAYER, kv_head, "v")), _metric_logits(by_v))
     query_heads = [f"{LAYER}.{h}" for h in range(kv_head * group, (kv_head + 1) * group)]
     mt.measure(model, prompts, mt.ablate(mt.heads(*query_heads)), _metric_logits(by_z))
-    torch.testing.assert_close(torch.cat(by_v)[-len(prompts):], torch.cat(by_z)[-len(prompts):], atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.cat(by_v)[-len(prompts) :], torch.cat(by_z)[-len(prompts) :], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama", "bert"])
@@ -139,4 +141,4 @@ def test_projecting_out_a_basis_direction_zeroes_that_coordinate(family):
     basis[coordinate] = 3.0  # length does not matter for projection
     seen = []
     mt.measure(model, prompts, mt.ablate(mt.direction("blocks.1.hook_resid_pre", basis)), _metric_logits(seen))
-    torch.testing.assert_close(torch.cat(seen)[-len(prompts):], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.cat(seen)[-len(prompts) :], expected, atol=1e-5, rtol=0)

@@ -19,8 +19,13 @@ def test_intervention_specs_are_frozen_and_serialise_to_json():
     assert data["type"] == "Combined"
     ablate = data["interventions"][0]
     assert ablate["method"] == "mean"
-    assert ablate["sites"][0] == {"type": "Site", "name": "blocks.1.attn.hook_z", "index": [4, 6],
-                                  "positions": {"type": "Positions", "kind": "last", "value": None}, "direction": None}
+    assert ablate["sites"][0] == {
+        "type": "Site",
+        "name": "blocks.1.attn.hook_z",
+        "index": [4, 6],
+        "positions": {"type": "Positions", "kind": "last", "value": None},
+        "direction": None,
+    }
 
 
 def test_keys_are_stable_and_distinguish_specs():
@@ -70,8 +75,12 @@ def test_effect_from_values():
 
 @pytest.mark.parametrize(
     ("clean", "intervened", "message"),
-    [([1.0, 2.0], [1.0], "pair them"), ([], [], "non-empty"), ([1.0, float("nan")], [1.0, 2.0], "finite"),
-     (["a"], [1.0], "numbers")],
+    [
+        ([1.0, 2.0], [1.0], "pair them"),
+        ([], [], "non-empty"),
+        ([1.0, float("nan")], [1.0, 2.0], "finite"),
+        (["a"], [1.0], "numbers"),
+    ],
 )
 def test_effect_from_bad_values(clean, intervened, message):
     with pytest.raises(mt.MitestError, match=message):
