@@ -12,53 +12,37 @@ VOCAB = 64
 SEQ = 12
 
 
+# Grouped-query families: config class and number of shared key/value heads (of 4 query heads).
+_GQA = {
+    "llama": (transformers.LlamaConfig, 2),
+    "mistral": (transformers.MistralConfig, 2),
+    "qwen2": (transformers.Qwen2Config, 1),
+}
+
+
 def _config(family: str):
-    common = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4)
+    common = dict(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=0,
+    )
     if family == "gpt2":
         return transformers.GPT2Config(
             n_embd=32, n_layer=2, n_head=4, vocab_size=VOCAB, n_positions=64, bos_token_id=0, eos_token_id=0
         )
     if family in ("gpt_neox", "gpt_neox_serial"):
         return transformers.GPTNeoXConfig(
-            **common,
-            intermediate_size=64,
-            max_position_embeddings=64,
-            use_parallel_residual=family == "gpt_neox",
-            bos_token_id=0,
-            eos_token_id=0,
+            **common, use_parallel_residual=family == "gpt_neox", bos_token_id=0, eos_token_id=0
         )
-    if family == "llama":
-        return transformers.LlamaConfig(
-            **common,
-            intermediate_size=64,
-            num_key_value_heads=2,
-            max_position_embeddings=64,
-            bos_token_id=0,
-            eos_token_id=0,
-            pad_token_id=0,
-        )
-    if family == "mistral":
-        return transformers.MistralConfig(
-            **common,
-            intermediate_size=64,
-            num_key_value_heads=2,
-            max_position_embeddings=64,
-            bos_token_id=0,
-            eos_token_id=0,
-            pad_token_id=0,
-        )
-    if family == "qwen2":
-        return transformers.Qwen2Config(
-            **common,
-            intermediate_size=64,
-            num_key_value_heads=1,
-            max_position_embeddings=64,
-            bos_token_id=0,
-            eos_token_id=0,
-            pad_token_id=0,
-        )
+    if family in _GQA:
+        config_class, kv_heads = _GQA[family]
+        return config_class(**common, num_key_value_heads=kv_heads, bos_token_id=0, eos_token_id=0)
     if family == "bert":
-        return transformers.BertConfig(**common, intermediate_size=64, max_position_embeddings=64, pad_token_id=0)
+        return transformers.BertConfig(**common)
     raise ValueError(family)
 
 

@@ -157,3 +157,18 @@ def test_out_of_vocabulary_tokens_are_rejected_before_running(model):
     prompts = mt.Prompts([[1, 2, 3]], answers=[VOCAB], wrong=[2])
     with pytest.raises(mt.PromptsError, match="answer id"):
         mt.measure(model, prompts, mt.ablate(mt.heads("0.0")), mt.metrics.logit_diff)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_models_run_and_metrics_come_back_in_float(dtype, prompts):
+    hf_model = build("llama").to(dtype)
+    model = mt.Model.from_hf(hf_model)
+    full = mt.Model.from_hf(build("llama"))
+    iv = mt.ablate(mt.heads("1.0"), "mean") + mt.patch(mt.head(0, 1, "pattern"))
+    half = mt.measure(model, prompts, iv, mt.metrics.logit_diff)
+    single = mt.measure(full, prompts, iv, mt.metrics.logit_diff)
+    assert half.intervened.dtype == np.float64
+    assert next(hf_model.parameters()).dtype == dtype  # the model is left in its own precision
+    # Tolerance stated: half precision differs from float32 by rounding, not by meaning.
+    np.testing.assert_allclose(half.intervened, single.intervened, atol=0.5)
+    assert np.corrcoef(half.intervened, single.intervened)[0, 1] > 0.95
