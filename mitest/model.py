@@ -75,12 +75,13 @@ class Model:
         return cls(model, tokenizer)
 
     @property
-    def vocab_size(self) -> int:
-        """Number of token ids the model's embedding accepts."""
+    def vocab_size(self) -> int | None:
+        """Number of token ids the model's embedding accepts (None if the model does not say)."""
         embedding = self.hf_model.get_input_embeddings() if hasattr(self.hf_model, "get_input_embeddings") else None
-        if embedding is not None:
+        if isinstance(embedding, nn.Embedding):
             return int(embedding.num_embeddings)
-        return int(self.config.vocab_size)
+        size = getattr(self.config, "vocab_size", None)
+        return None if size is None else int(size)
 
     def sites(self) -> list[str]:
         """Every TransformerLens-style site name of this model, in forward order.

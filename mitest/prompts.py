@@ -179,8 +179,10 @@ class Prompts:
             self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
 
-    def check_vocab(self, vocab_size: int) -> None:
+    def check_vocab(self, vocab_size: int | None) -> None:
         """Raise :class:`PromptsError` if any token or answer id is not below ``vocab_size``."""
+        if vocab_size is None:
+            return
         for label, values in (("token", self.ids), ("answer", self.answers), ("wrong-answer", self.wrong)):
             if values is not None and values.numel() and int(values.max()) >= vocab_size:
                 bad = int(values.max())
