@@ -34,6 +34,14 @@ class Effect:
     metric: str = "value"
     hooks: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
+    def __post_init__(self) -> None:
+        for name in ("clean", "intervened", "corrupted"):
+            values = getattr(self, name)
+            if values is not None:
+                values = np.array(values, dtype=np.float64)  # a private, read-only copy
+                values.setflags(write=False)
+                object.__setattr__(self, name, values)
+
     @classmethod
     def from_values(
         cls,

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .architectures import HookPoint
+from .errors import SiteError
 
 # fn(view) -> replacement view, or None to only read the activation.
 Edit = Callable[[torch.Tensor], "torch.Tensor | None"]
@@ -118,9 +119,14 @@ def _install(point: HookPoint, apply: Callable[[torch.Tensor], torch.Tensor | No
     else:
 
         def hook(mod, args, output):
-            if isinstance(output, tuple):
+            if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
                 new = apply(output[0])
                 return None if new is None else (new, *output[1:])
+            if not isinstance(output, torch.Tensor):
+                raise SiteError(
+                    f"{point.name} returns {type(output).__name__}, not a tensor; hook one of its submodules "
+                    "(see model.sites() or hf_model.named_modules())"
+                )
             return apply(output)
 
         handle = module.register_forward_hook(hook)
@@ -140,10 +146,12 @@ def _install_residual_sum(point: HookPoint, apply: Callable[[torch.Tensor], torc
 
     def hook(mod, args, output):
         out = output[0] if isinstance(output, tuple) else output
-        new = apply(out + residual[0])
+        total = out + residual[0]
+        new = apply(total)
         if new is None:
             return None
-        new = new - residual[0]
+        # Entries the edit left alone keep their exact output (no rounding through the sum and back).
+        new = torch.where(new == total, out, new - residual[0])
         return (new, *output[1:]) if isinstance(output, tuple) else new
 
     handles = [point.addend.register_forward_pre_hook(remember, with_kwargs=True)]

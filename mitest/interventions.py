@@ -74,10 +74,22 @@ class Combined(Intervention):
 
     interventions: tuple[Intervention, ...]
 
+    def __post_init__(self) -> None:
+        for item in self.interventions:
+            if not isinstance(item, Intervention):
+                raise InterventionError(
+                    f"combine() takes interventions (ablate, patch, steer), got {type(item).__name__}"
+                )
+        if len({part.runs_on for part in self.parts()}) > 1:
+            raise InterventionError(
+                "cannot combine a patch from the clean run (which runs the corrupted prompts) with interventions "
+                "that run the clean prompts; state both relative to the same input"
+            )
+
     @property
     def runs_on(self) -> str:
-        inputs = {part.runs_on for part in self.interventions}
-        return inputs.pop() if len(inputs) == 1 else "clean"
+        inputs = {part.runs_on for part in self.parts()}
+        return inputs.pop() if inputs else "clean"
 
     def parts(self) -> tuple[Intervention, ...]:
         return tuple(atom for part in self.interventions for atom in part.parts())
@@ -142,14 +154,4 @@ def steer(direction: Site, coef: float = 1.0) -> Steer:
 
 def combine(*interventions: Intervention) -> Combined:
     """Apply several interventions in one forward pass (later ones see earlier ones' edits)."""
-    for item in interventions:
-        if not isinstance(item, Intervention):
-            raise InterventionError(f"combine() takes interventions (ablate, patch, steer), got {type(item).__name__}")
-    combined = Combined(tuple(interventions))
-    inputs = {part.runs_on for part in combined.parts()}
-    if len(inputs) > 1:
-        raise InterventionError(
-            "cannot combine a patch from the clean run (which runs the corrupted prompts) with interventions "
-            "that run the clean prompts; state both relative to the same input"
-        )
-    return combined
+    return Combined(tuple(interventions))

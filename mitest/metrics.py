@@ -35,7 +35,7 @@ class Metric(Spec):
 
 
 def _answer_logits(logits: torch.Tensor, prompts: Prompts) -> torch.Tensor:
-    rows = torch.arange(len(prompts))
+    rows = torch.arange(len(prompts), device=logits.device)
     return logits[rows, prompts.answer_positions.to(logits.device)].float()
 
 
@@ -94,7 +94,11 @@ class Top1Accuracy(Metric):
 
 @dataclass(frozen=True)
 class Loss(Metric):
-    """Mean next-token cross-entropy over the tokens at ``positions`` (position 0 has no prediction)."""
+    """Mean next-token cross-entropy over the tokens at ``positions`` (position 0 has no prediction).
+
+    Targets are ``prompts.targets``: the prompts' own tokens, and the clean tokens on a corrupted twin,
+    so a denoising patch is scored on how well it restores the clean continuation.
+    """
 
     positions: Positions = ALL
     name = "loss"
@@ -102,7 +106,7 @@ class Loss(Metric):
     def __call__(self, logits, prompts, reference=None):
         selected = self.positions.mask(prompts.lengths, logits.shape[1], prompts.index)[:, 1:]
         _check_nonempty(selected, prompts, self.name, self.positions)
-        targets = prompts.tokens[:, 1:].to(logits.device)
+        targets = prompts.targets[:, 1:].to(logits.device)
         logprobs = logits[:, :-1].float().log_softmax(-1)
         token_loss = -logprobs.gather(2, targets[..., None])[..., 0]
         selected = selected.to(logits.device)

@@ -126,10 +126,20 @@ class Model:
         """Device of the model's first parameter."""
         return next(self.hf_model.parameters()).device
 
-    def weights_version(self) -> tuple[int, int]:
-        """Changes whenever a parameter is modified in place or replaced (used to invalidate caches)."""
-        params = list(self.hf_model.parameters())
-        return (sum(p._version for p in params), hash(tuple(id(p) for p in params)))
+    def weights_version(self) -> tuple:
+        """Changes when any parameter or buffer is replaced, cast, moved or modified (invalidates caches).
+
+        In-place edits through autograd bump torch's version counter; edits through ``.data`` do not,
+        so a strided sample of every tensor's values is summed as well (cheap, not a full hash).
+        """
+        state = []
+        with torch.no_grad():
+            for tensor in [*self.hf_model.parameters(), *self.hf_model.buffers()]:
+                flat = tensor.detach().reshape(-1)
+                sample = flat[:: max(1, flat.numel() // 512)]
+                checksum = float(sample.double().sum()) if sample.numel() else 0.0
+                state.append((tensor.data_ptr(), str(tensor.dtype), str(tensor.device), tensor._version, checksum))
+        return tuple(state)
 
     def __repr__(self) -> str:
         family = self.family.name if self.family else "raw modules"

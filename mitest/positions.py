@@ -2,7 +2,8 @@
 
 ``Positions`` is resolved per batch into a boolean mask ``[batch, seq]`` that never selects padding.
 Accepted forms (see :func:`as_positions`): ``"all"``, ``"last"``, an int (negative counts from each
-prompt's own end), a tuple of ints, ``"first_half"`` / ``"second_half"``, or per-prompt indices
+prompt's own end), a tuple of ints, ``"first_half"`` / ``"second_half"`` (the second half is
+the last ``len // 2`` tokens, so on ``[BOS] + r + r`` it is exactly the repeat), or per-prompt indices
 (a 1-D array with one index per prompt, or a list of lists).
 """
 
@@ -41,7 +42,7 @@ class Positions(Spec):
         if self.kind == "last":
             return arange == (lengths - 1).unsqueeze(1)
         if self.kind == "span":
-            half = (lengths // 2).unsqueeze(1)
+            half = ((lengths + 1) // 2).unsqueeze(1)  # the middle token of an odd length is in the first half
             return real & (arange >= half) if self.value == "second_half" else arange < half
         if self.kind == "fixed":
             rows = [self.value] * len(lengths)

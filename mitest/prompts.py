@@ -28,6 +28,8 @@ class Prompts:
             each must have the same length as its clean prompt so positions line up.
         groups: a label per prompt (template id); statistics treat groups as clusters.
         answer_positions: where each prompt's answer is predicted; default its last token.
+        attention_mask: with a padded 2-D ``tokens`` tensor (e.g. a tokenizer's ``padding=True``
+            output, left- or right-padded), marks the real tokens; padding is dropped.
         tokenizer: needed when tokens or answers are strings.
     """
 
@@ -40,10 +42,14 @@ class Prompts:
         groups: Sequence[Any] | None = None,
         *,
         answer_positions: Any = None,
+        attention_mask: Any = None,
         tokenizer: Any = None,
     ) -> None:
         self.tokenizer = tokenizer
+        if attention_mask is not None:
+            tokens = _strip_padding(tokens, attention_mask)
         self.ids, self.lengths = _token_matrix(tokens, tokenizer, "tokens")
+        self.targets = self.ids  # tokens whose next-token loss is measured (the clean ones, also for twins)
         n = len(self.lengths)
         self.answers = _token_vector(answers, n, tokenizer, "answers")
         self.wrong = _token_vector(wrong, n, tokenizer, "wrong")
@@ -51,7 +57,6 @@ class Prompts:
         self.answer_positions = self._answer_positions(answer_positions)
         self.corrupted = self._corrupted(corrupted)
         self.index = torch.arange(n)
-        self._fingerprint: str | None = None
 
     # -- construction ----------------------------------------------------------------------------
 
@@ -117,8 +122,8 @@ class Prompts:
         shared = Prompts.__new__(Prompts)
         shared.__dict__.update(corrupted.__dict__)
         shared.answers, shared.wrong, shared.answer_positions = self.answers, self.wrong, self.answer_positions
+        shared.targets = self.ids
         shared.groups, shared.corrupted = self.groups, None
-        shared._fingerprint = None
         return shared
 
     # -- access ----------------------------------------------------------------------------------
@@ -147,6 +152,7 @@ class Prompts:
         width = int(self.lengths[rows].max())
         subset.tokenizer = self.tokenizer
         subset.ids = self.ids[rows, :width]
+        subset.targets = self.targets[rows, :width]
         subset.lengths = self.lengths[rows]
         subset.answers = None if self.answers is None else self.answers[rows]
         subset.wrong = None if self.wrong is None else self.wrong[rows]
@@ -154,7 +160,6 @@ class Prompts:
         subset.answer_positions = self.answer_positions[rows]
         subset.corrupted = None if self.corrupted is None else self.corrupted._subset(rows)
         subset.index = self.index[rows]
-        subset._fingerprint = None
         return subset
 
     @property
@@ -169,15 +174,27 @@ class Prompts:
 
     @property
     def fingerprint(self) -> str:
-        """A content hash of tokens, answers, corrupted twins and groups (stable across machines)."""
-        if self._fingerprint is None:
-            digest = hashlib.sha256()
-            for part in (self.ids, self.lengths, self.answers, self.wrong, self.answer_positions):
-                digest.update(b"-" if part is None else part.numpy().tobytes())
-            digest.update(b"-" if self.corrupted is None else self.corrupted.fingerprint.encode())
-            digest.update(b"-" if self.groups is None else repr(self.groups.tolist()).encode())
-            self._fingerprint = digest.hexdigest()[:16]
-        return self._fingerprint
+        """A content hash of tokens, answers, corrupted twins and groups (stable across machines).
+
+        Recomputed on every access, so a prompt set edited in place never reuses stale results.
+        """
+        digest = hashlib.sha256()
+        parts = {
+            "ids": self.ids,
+            "lengths": self.lengths,
+            "answers": self.answers,
+            "wrong": self.wrong,
+            "answer_positions": self.answer_positions,
+            "targets": self.targets,
+        }
+        for name, part in parts.items():
+            shape = "none" if part is None else f"{part.dtype}{tuple(part.shape)}"
+            digest.update(f"|{name}:{shape}:".encode())
+            if part is not None:
+                digest.update(part.contiguous().numpy().tobytes())
+        digest.update(b"|corrupted:" + (b"none" if self.corrupted is None else self.corrupted.fingerprint.encode()))
+        digest.update(b"|groups:" + (b"none" if self.groups is None else repr(self.groups.tolist()).encode()))
+        return digest.hexdigest()[:16]
 
     def check_vocab(self, vocab_size: int | None) -> None:
         """Raise :class:`PromptsError` if any token or answer id is not below ``vocab_size``."""
@@ -196,6 +213,25 @@ class Prompts:
     def __repr__(self) -> str:
         extras = [name for name in ("answers", "wrong", "corrupted", "groups") if getattr(self, name) is not None]
         return f"Prompts(n={len(self)}, max_len={self.ids.shape[1]}, with={extras})"
+
+
+def _strip_padding(tokens: Any, attention_mask: Any) -> list[torch.Tensor]:
+    """Rows of a padded ``[n, seq]`` tensor without their padding (left or right)."""
+    ids = torch.as_tensor(np.asarray(tokens.cpu() if isinstance(tokens, torch.Tensor) else tokens))
+    mask = torch.as_tensor(
+        np.asarray(attention_mask.cpu() if isinstance(attention_mask, torch.Tensor) else attention_mask)
+    )
+    if ids.dim() != 2 or mask.shape != ids.shape:
+        raise PromptsError(
+            f"attention_mask {tuple(mask.shape)} must have the same 2-D shape as tokens {tuple(ids.shape)}"
+        )
+    rows = []
+    for i, (row, keep) in enumerate(zip(ids, mask.bool(), strict=True)):
+        real = keep.nonzero().flatten()
+        if len(real) and int(real[-1] - real[0]) + 1 != len(real):
+            raise PromptsError(f"attention_mask row {i} has padding between real tokens; pad only at one end")
+        rows.append(row[keep])
+    return rows
 
 
 def _token_matrix(tokens: Any, tokenizer: Any, label: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,7 +16,14 @@ import torch
 
 from .architectures import HookPoint
 from .claims import Effect
-from .errors import HookNotFiredError, InterventionError, NoOpInterventionWarning, PromptsError, SiteError
+from .errors import (
+    HookNotFiredError,
+    InterventionError,
+    MetricError,
+    NoOpInterventionWarning,
+    PromptsError,
+    SiteError,
+)
 from .hooks import HookSet, HookStats, eager_attention
 from .interventions import Ablate, Intervention, Patch, Steer
 from .metrics import Custom, Metric, as_metric
@@ -70,7 +77,9 @@ def measure(
         plan.prepare(engine, prompts, run_prompts)
 
     clean, references = engine.metric_values(prompts, metric)
-    corrupted = None if prompts.corrupted is None else engine.metric_values(prompts.corrupted, metric)[0]
+    corrupted = None
+    if prompts.corrupted is not None:
+        corrupted = engine.metric_values(prompts.corrupted, metric, reference_from=prompts)[0]
     intervened, stats = engine.intervened(run_prompts, plans, metric, references)
     _check_hooks(stats, engine.passes(run_prompts), intervention, strict)
     return Effect(
@@ -151,21 +160,35 @@ class _Engine:
             self.current = batch
             on_batch(batch, self.forward(batch))
 
-    def metric_values(self, prompts: Prompts, metric: Metric) -> tuple[np.ndarray, list | None]:
-        """Clean (un-intervened) metric per prompt, plus the metric's per-batch reference state."""
-        metric_key = ("custom", metric.fn) if isinstance(metric, Custom) else metric.key()
-        key = ("metric", self.eager, prompts.fingerprint, metric_key, self.batch_size if metric.needs_reference else 0)
+    def metric_values(
+        self, prompts: Prompts, metric: Metric, reference_from: Prompts | None = None
+    ) -> tuple[np.ndarray, list | None]:
+        """Un-intervened metric per prompt, plus the metric's per-batch reference state.
+
+        ``reference_from`` supplies the reference (e.g. clean log-probs for KL) when measuring
+        another, token-aligned prompt set such as the corrupted twins.
+        """
+        source = None if reference_from is None or not metric.needs_reference else reference_from
+        key = (
+            "metric",
+            self.eager,
+            prompts.fingerprint,
+            _metric_identity(metric),
+            self.batch_size if metric.needs_reference else 0,
+            None if source is None else source.fingerprint,
+        )
 
         def compute():
-            values, references = [], []
+            references = self.metric_values(source, metric)[1] if source is not None else None
+            values, own = [], []
 
             def on_batch(batch, logits):
-                reference = metric.reference(logits, batch)
+                reference = references[len(values)] if references is not None else metric.reference(logits, batch)
                 values.append(metric(logits, batch, reference))
-                references.append(reference)
+                own.append(reference)
 
             self.run(prompts, HookSet(self.model.hf_model), on_batch)
-            return _to_numpy(values), references if metric.needs_reference else None
+            return _to_numpy(values, metric, prompts), own if metric.needs_reference else None
 
         return self.cache.get(key, compute)
 
@@ -173,18 +196,12 @@ class _Engine:
         """The site's activation on every prompt, padded to ``[n, max_len, ...]``."""
 
         def compute():
-            n, width = len(prompts), prompts.tokens.shape[1]
             store: list[torch.Tensor] = []
 
             def read(view):
                 if not store:
-                    last = width if point.kind == "pattern" else view.shape[-1]
-                    store.append(view.new_zeros((n, width, *view.shape[2:-1], last)))
-                rows, length = self.current.index.to(view.device), view.shape[1]
-                if point.kind == "pattern":
-                    store[0][rows, :length, ..., :length] = view
-                else:
-                    store[0][rows, :length] = view
+                    store.append(view.new_zeros(_padded_shape(len(prompts), prompts.tokens.shape[1], view, point)))
+                _write_padded(store[0], self.current.index.to(view.device), view, point)
 
             self._read_pass(prompts, point, read)
             return store[0]
@@ -195,22 +212,29 @@ class _Engine:
         """Mean activation over real (non-padding) tokens: per position ``[max_len, ...]`` or pooled."""
 
         def compute():
-            totals: list[torch.Tensor] = []
+            width = prompts.tokens.shape[1]
+            sums: list[torch.Tensor] = []
 
             def read(view):
-                real = self.current.attention_mask.to(device=view.device, dtype=torch.float64)
+                batch = self.current
+                real = batch.attention_mask.to(device=view.device, dtype=torch.float64)
                 real = real.view(*real.shape, *[1] * (view.dim() - 2))
+                values = view.new_zeros(_padded_shape(len(batch), width, view, point), dtype=torch.float64)
+                _write_padded(
+                    values, torch.arange(len(batch), device=view.device), view.to(torch.float64) * real, point
+                )
+                counts = torch.zeros(
+                    len(batch), width, *[1] * (view.dim() - 2), dtype=torch.float64, device=view.device
+                )
+                counts[:, : view.shape[1]] = real
                 dims = 0 if per_position else (0, 1)
-                total, count = (view.to(torch.float64) * real).sum(dims), real.sum(dims)
-                if not totals:
-                    totals.extend([total, count])
-                else:
-                    totals[0], totals[1] = _add_padded(totals[0], total), _add_padded(totals[1], count)
-                dtype.append(view.dtype)
+                total, count = values.sum(dims), counts.sum(dims)
+                if sums:
+                    total, count = total + sums[0], count + sums[1]
+                sums[:] = [total, count, view.dtype]
 
-            dtype: list[torch.dtype] = []
             self._read_pass(prompts, point, read)
-            return (totals[0] / totals[1]).to(dtype[0])
+            return (sums[0] / sums[1]).to(sums[2])
 
         return self.cache.get(("mean", self.eager, prompts.fingerprint, point.name, per_position), compute)
 
@@ -233,7 +257,7 @@ class _Engine:
             values.append(metric(logits, batch, reference))
 
         self.run(prompts, hooks, on_batch)
-        return _to_numpy(values), stats
+        return _to_numpy(values, metric, prompts), stats
 
     def _edit(self, plan: _Plan) -> Callable[[torch.Tensor], torch.Tensor]:
         site = plan.site
@@ -243,36 +267,75 @@ class _Engine:
             value = plan.value(view, batch)
             if plan.project:
                 unit = _unit(site, view)
-                value = view + ((value - view) @ unit).unsqueeze(-1) * unit
+                shift = ((value.float() - view.float()) @ unit).unsqueeze(-1) * unit
+                value = (view.float() + shift).to(view.dtype)
+            if plan.point.kind == "pattern":  # a pattern never puts weight on a prompt's padding
+                keys = torch.arange(view.shape[-1], device=view.device) < batch.lengths.to(view.device)[:, None]
+                value = value * keys[:, None, None, :]
             select = _selection(view, batch, site)
             return value if select is None else torch.where(select, value, view)
 
         return edit
 
 
-def _add_padded(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a + b`` where per-position sums may cover different lengths (0-d sums add directly)."""
-    if a.dim() == 0 or a.shape == b.shape:
-        return a + b
-    if a.shape[0] < b.shape[0]:
-        a, b = b, a
-    a = a.clone()
-    a[: b.shape[0]] += b
-    return a
+def _metric_identity(metric: Metric) -> object:
+    """A cache key that tells apart user functions and same-named classes from different modules."""
+    if isinstance(metric, Custom):
+        return _Identity(metric.fn)
+    return (type(metric), metric.key())
 
 
-def _to_numpy(values: list[torch.Tensor]) -> np.ndarray:
-    return torch.cat([v.detach().float().cpu().reshape(-1) for v in values]).numpy().astype(np.float64)
+class _Identity:
+    """Hashes and compares by object identity; holds the object so its id is never reused."""
+
+    def __init__(self, obj: object) -> None:
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Identity) and other.obj is self.obj
 
 
-def _unit(site: Site, view: torch.Tensor) -> torch.Tensor:
-    vector = torch.tensor(site.direction, dtype=torch.float64)
+def _padded_shape(n: int, width: int, view: torch.Tensor, point: HookPoint) -> tuple[int, ...]:
+    """``[n, width, ...]`` storage for a site's activations; patterns also pad their key axis."""
+    last = width if point.kind == "pattern" else view.shape[-1]
+    return (n, width, *view.shape[2:-1], last)
+
+
+def _write_padded(store: torch.Tensor, rows: torch.Tensor, view: torch.Tensor, point: HookPoint) -> None:
+    length = view.shape[1]
+    if point.kind == "pattern":
+        store[rows, :length, ..., :length] = view
+    else:
+        store[rows, :length] = view
+
+
+def _to_numpy(values: list[torch.Tensor], metric: Metric, prompts: Prompts) -> np.ndarray:
+    array = torch.cat([v.detach().float().cpu().reshape(-1) for v in values]).numpy().astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(array))
+    if len(bad):
+        raise MetricError(
+            f"metric {metric.name} gave {array[bad[0]]} on prompt {bad[0]} ({len(bad)} non-finite values); "
+            "a claim cannot be judged on NaN or infinite values"
+        )
+    return array
+
+
+def _fit(vector: torch.Tensor, view: torch.Tensor, site: Site) -> torch.Tensor:
+    """``vector`` on the view's device, after checking it matches the view's last dimension."""
     if vector.shape[0] != view.shape[-1]:
         raise InterventionError(
             f"direction for {site.name} has {vector.shape[0]} entries but the activation's last dimension "
             f"is {view.shape[-1]}"
         )
-    return (vector / vector.norm()).to(dtype=view.dtype, device=view.device)
+    return vector.to(view.device)
+
+
+def _unit(site: Site, view: torch.Tensor) -> torch.Tensor:
+    vector = _fit(torch.tensor(site.direction, dtype=torch.float64), view, site)
+    return (vector / vector.norm()).to(torch.float32)
 
 
 def _selection(view: torch.Tensor, batch: Prompts, site: Site) -> torch.Tensor | None:
@@ -311,9 +374,10 @@ class _Plan:
         part = self.part
         if isinstance(part, Steer):
             step = torch.tensor(self.site.direction, dtype=torch.float64) * part.coef
-            self.value = lambda view, batch: view + step.to(dtype=view.dtype, device=view.device)
+            self.value = lambda view, batch: view + _fit(step, view, self.site).to(dtype=view.dtype)
         elif isinstance(part, Patch):
             source = _patch_source(part, prompts)
+            source.check_vocab(engine.model.vocab_size)
             acts = engine.capture(source, self.point)
             self.value = lambda view, batch: _rows(acts, batch.index, view, self.point)
         elif part.method == "zero":
@@ -325,6 +389,7 @@ class _Plan:
             self.value = _mean_value(mean, part.per_position, reference, run_prompts, self.point)
         else:
             donors, reference = _donors(part, prompts)
+            reference.check_vocab(engine.model.vocab_size)
             acts = engine.capture(reference, self.point)
             self.value = lambda view, batch: _rows(acts, donors[batch.index], view, self.point)
 
@@ -383,6 +448,8 @@ def _patch_source(part: Patch, prompts: Prompts) -> Prompts:
 
 def _mean_value(mean: torch.Tensor, per_position: bool, reference: Prompts, run: Prompts, point: HookPoint) -> ValueFn:
     if not per_position:
+        if point.kind == "pattern":
+            return lambda view, batch: mean[..., : view.shape[-1]].to(view.device).expand_as(view)
         return lambda view, batch: mean.to(view.device).expand_as(view)
     if run.tokens.shape[1] > mean.shape[0]:
         raise InterventionError(
@@ -407,18 +474,18 @@ def _donors(part: Ablate, prompts: Prompts) -> tuple[torch.Tensor, Prompts]:
             raise InterventionError("resample from reference='corrupted' needs Prompts(..., corrupted=...)")
         return torch.arange(len(prompts)), prompts.corrupted
     reference = part.reference if part.reference is not None else prompts
-    same_set = reference is prompts
     rng = np.random.default_rng(part.seed)
     ref_lengths = reference.lengths.numpy()
     donors = np.empty(len(prompts), dtype=np.int64)
     for i, length in enumerate(prompts.lengths.numpy()):
         candidates = np.flatnonzero(ref_lengths == length)
-        if same_set:
-            candidates = candidates[candidates != i]
+        # A donor with the same tokens would hand the prompt its own activation: not an ablation.
+        own = prompts.tokens[i, :length]
+        candidates = [c for c in candidates if not torch.equal(reference.tokens[c, :length], own)]
         if len(candidates) == 0:
             raise InterventionError(
-                f"resample ablation: prompt {i} has {length} tokens and no other reference prompt has the same "
-                "length; resampling copies position-aligned activations, so add prompts of that length"
+                f"resample ablation: prompt {i} has {length} tokens and no reference prompt with other tokens "
+                "has that length; resampling copies position-aligned activations, so add prompts of that length"
             )
         donors[i] = rng.choice(candidates)
     return torch.from_numpy(donors), reference

@@ -13,9 +13,16 @@ class Spec:
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain JSON-serialisable data, tagged with its type."""
-        data = {"type": type(self).__name__}
-        for field in dataclasses.fields(self):  # type: ignore[arg-type]
-            data[field.name] = _plain(getattr(self, field.name))
+        cls = type(self)
+        data = {
+            "type": cls.__qualname__ if cls.__module__.startswith("mitest.") else f"{cls.__module__}.{cls.__qualname__}"
+        }
+        if dataclasses.is_dataclass(self):
+            fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        else:
+            fields = {name: value for name, value in vars(self).items() if not name.startswith("_")}
+        for name, value in fields.items():
+            data[name] = _plain(value)
         return data
 
     def key(self) -> str:

@@ -35,11 +35,17 @@ EVERY_KIND = mt.combine(
 )
 
 
-def _failing_metric(exception):
-    def metric(logits, batch):
-        raise exception
+def _fail_once_hooked(hf_model, exception):
+    """A metric that raises only while mitest's intervention hooks are installed."""
+    raised = []
 
-    return metric
+    def metric(logits, batch):
+        if hooks_left(hf_model) or mitest_hooks._PATTERN_EDITS:
+            raised.append(True)
+            raise exception
+        return logits[:, -1, 0]
+
+    return metric, raised
 
 
 @pytest.mark.parametrize(
@@ -50,9 +56,11 @@ def test_hooks_are_removed_when_the_metric_raises(family, exception):
     hf_model.train()  # the user's mode must come back too
     before, weights = _state(hf_model), [p.detach().clone() for p in hf_model.parameters()]
     model = mt.Model.from_hf(hf_model)
-    intervention = EVERY_KIND if "mid" in " ".join(model.sites()) else mt.ablate(mt.heads("0.1"))
+    intervention = EVERY_KIND if "blocks.0.hook_resid_mid" in model.sites() else mt.ablate(mt.heads("0.1"))
+    metric, raised = _fail_once_hooked(hf_model, exception)
     with pytest.raises(type(exception)):
-        mt.measure(model, random_prompts(), intervention, _failing_metric(exception))
+        mt.measure(model, random_prompts(), intervention, metric)
+    assert raised, "the metric must have raised while the intervention hooks were installed"
     _assert_untouched(hf_model, before, weights)
 
 
@@ -68,22 +76,29 @@ def test_hooks_are_removed_when_the_forward_pass_raises(model, prompts):
 def test_hooks_are_removed_when_the_model_is_interrupted_mid_forward(model, prompts):
     hf_model = model.hf_model
     before = _state(hf_model)
-    last_layer = [name for name, _ in hf_model.named_modules() if name.endswith(".1")][0]
+    last_layer = hf_model.get_submodule(
+        [
+            name
+            for name, _ in hf_model.named_modules()
+            if name.endswith("layers.1") or name.endswith("h.1") or name.endswith("layer.1")
+        ][0]
+    )
+    interrupted = []
 
     def interrupt(module, args, output):
-        raise KeyboardInterrupt
+        others = [name for name in hooks_left(hf_model) if hf_model.get_submodule(name) is not last_layer]
+        if others and mitest_hooks._PATTERN_EDITS:  # only in the intervened pass, all hook kinds live
+            interrupted.append(others)
+            raise KeyboardInterrupt
 
-    handle = hf_model.get_submodule(last_layer).register_forward_hook(interrupt)
+    intervention = mt.combine(mt.ablate(mt.heads("0.1")), mt.patch(mt.head(0, 2, "pattern"), source="corrupted"))
+    handle = last_layer.register_forward_hook(interrupt)
     try:
         with pytest.raises(KeyboardInterrupt):
-            mt.measure(
-                model,
-                prompts,
-                EVERY_KIND if model.family.name != "gpt_neox" else mt.ablate(mt.heads("0.1")),
-                mt.metrics.logit_diff,
-            )
+            mt.measure(model, prompts, intervention, mt.metrics.logit_diff)
     finally:
         handle.remove()
+    assert interrupted, "the interrupt must hit the pass that carries the intervention hooks"
     assert _state(hf_model) == before
 
 

@@ -94,7 +94,7 @@ def test_resampling_is_seeded_and_draws_from_other_prompts(model):
 
 def test_resampling_without_a_same_length_donor_is_a_clear_error(model):
     prompts = mt.Prompts([[1, 2, 3], [4, 5, 6, 7]], answers=[1, 2], wrong=[3, 4])
-    with pytest.raises(mt.InterventionError, match="same length"):
+    with pytest.raises(mt.InterventionError, match="has that length"):
         mt.measure(model, prompts, mt.ablate(mt.resid(0), "resample"), mt.metrics.logit_diff)
 
 
