@@ -188,7 +188,7 @@ class _Engine:
                 own.append(reference)
 
             self.run(prompts, HookSet(self.model.hf_model), on_batch)
-            return _to_numpy(values, metric, prompts), own if metric.needs_reference else None
+            return _to_numpy(values, metric), own if metric.needs_reference else None
 
         return self.cache.get(key, compute)
 
@@ -257,7 +257,7 @@ class _Engine:
             values.append(metric(logits, batch, reference))
 
         self.run(prompts, hooks, on_batch)
-        return _to_numpy(values, metric, prompts), stats
+        return _to_numpy(values, metric), stats
 
     def _edit(self, plan: _Plan) -> Callable[[torch.Tensor], torch.Tensor]:
         site = plan.site
@@ -312,7 +312,7 @@ def _write_padded(store: torch.Tensor, rows: torch.Tensor, view: torch.Tensor, p
         store[rows, :length] = view
 
 
-def _to_numpy(values: list[torch.Tensor], metric: Metric, prompts: Prompts) -> np.ndarray:
+def _to_numpy(values: list[torch.Tensor], metric: Metric) -> np.ndarray:
     array = torch.cat([v.detach().float().cpu().reshape(-1) for v in values]).numpy().astype(np.float64)
     bad = np.flatnonzero(~np.isfinite(array))
     if len(bad):
