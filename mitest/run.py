@@ -95,12 +95,14 @@ def measure(
 
 def _input_prompts(intervention: Intervention, prompts: Prompts) -> Prompts:
     if intervention.runs_on == "corrupted":
-        if prompts.corrupted is None:
-            raise InterventionError(
-                "patch(source='clean') runs the corrupted prompts; build Prompts(..., corrupted=...)"
-            )
-        return prompts.corrupted
+        return _corrupted(prompts, "patch(source='clean') runs the corrupted prompts")
     return prompts
+
+
+def _corrupted(prompts: Prompts, needed_by: str) -> Prompts:
+    if prompts.corrupted is None:
+        raise InterventionError(f"{needed_by}; build Prompts(..., corrupted=...) with token-aligned counterfactuals")
+    return prompts.corrupted
 
 
 def _check_fired(stats: list[HookStats], passes: int) -> None:
@@ -430,11 +432,7 @@ def _rows(acts: torch.Tensor, rows: torch.Tensor, view: torch.Tensor, point: Hoo
 
 def _patch_source(part: Patch, prompts: Prompts) -> Prompts:
     if part.source == "corrupted":
-        if prompts.corrupted is None:
-            raise InterventionError(
-                "patch(source='corrupted') needs Prompts(..., corrupted=...) with aligned counterfactuals"
-            )
-        return prompts.corrupted
+        return _corrupted(prompts, "patch(source='corrupted') needs the corrupted prompts")
     if part.source == "clean":
         return prompts
     source = part.source
@@ -470,9 +468,7 @@ def _mean_value(mean: torch.Tensor, per_position: bool, reference: Prompts, run:
 def _donors(part: Ablate, prompts: Prompts) -> tuple[torch.Tensor, Prompts]:
     """For each prompt, the row of the reference prompt whose activation replaces its own."""
     if part.reference == "corrupted":
-        if prompts.corrupted is None:
-            raise InterventionError("resample from reference='corrupted' needs Prompts(..., corrupted=...)")
-        return torch.arange(len(prompts)), prompts.corrupted
+        return torch.arange(len(prompts)), _corrupted(prompts, "resample from reference='corrupted'")
     reference = part.reference if part.reference is not None else prompts
     rng = np.random.default_rng(part.seed)
     ref_lengths = reference.lengths.numpy()
