@@ -10,8 +10,8 @@ Quick tour::
     effect.per_prompt
 """
 
-from . import metrics
-from .claims import Effect
+from . import metrics, stats
+from .claims import ClaimInconclusive, ClaimRefuted, Effect, expect_monotonic
 from .errors import (
     HookNotFiredError,
     InterventionError,
@@ -28,12 +28,19 @@ from .model import Model
 from .positions import Positions, as_positions
 from .prompts import Prompts
 from .run import measure
+from .settings import settings
 from .sites import Site, Sites, attn, direction, head, heads, mlp, neurons, resid, site
+from .verdict import HOLDS, INCONCLUSIVE, REFUTED, Verdict
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "HOLDS",
+    "INCONCLUSIVE",
+    "REFUTED",
     "Ablate",
+    "ClaimInconclusive",
+    "ClaimRefuted",
     "Combined",
     "Effect",
     "HookNotFiredError",
@@ -58,6 +65,7 @@ __all__ = [
     "attn",
     "combine",
     "direction",
+    "expect_monotonic",
     "head",
     "heads",
     "measure",
@@ -66,6 +74,9 @@ __all__ = [
     "neurons",
     "patch",
     "resid",
+    "settings",
     "site",
+    "stats",
     "steer",
+    "Verdict",
 ]

@@ -1,4 +1,9 @@
-"""``mt.Effect``: the per-prompt outcome of an intervention, the input to every claim."""
+"""``mt.Effect`` and its expectations: per-prompt outcomes of an intervention, decided as claims.
+
+Each ``expect_*`` method tests a claim on the paired per-prompt values and returns a
+:class:`~mitest.verdict.Verdict` when it HOLDS, or raises :class:`ClaimRefuted` /
+:class:`ClaimInconclusive` (both ``AssertionError``, so pytest reports a failed test).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import stats
 from .errors import MitestError
+from .settings import claim_alpha, settings
+from .verdict import HOLDS, INCONCLUSIVE, REFUTED, Verdict
+
+
+class ClaimRefuted(AssertionError):
+    """The data reject the claim. ``.verdict`` holds the numbers."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.summary())
+        self.verdict = verdict
+
+
+class ClaimInconclusive(AssertionError):
+    """The data neither support nor reject the claim at this n. ``.verdict`` holds the numbers."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.summary())
+        self.verdict = verdict
 
 
 @dataclass(frozen=True)
@@ -24,6 +48,7 @@ class Effect:
         intervention: the intervention spec as a dict (None for ``from_values``).
         metric: the metric's name.
         hooks: per hook, the site, how often it fired and whether it changed the activation.
+        flipped: per prompt, whether the top-1 prediction at the answer position changed.
     """
 
     clean: np.ndarray
@@ -33,12 +58,13 @@ class Effect:
     intervention: dict[str, Any] | None = None
     metric: str = "value"
     hooks: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    flipped: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        for name in ("clean", "intervened", "corrupted"):
+        for name in ("clean", "intervened", "corrupted", "flipped"):
             values = getattr(self, name)
             if values is not None:
-                values = np.array(values, dtype=np.float64)  # a private, read-only copy
+                values = np.array(values, dtype=bool if name == "flipped" else np.float64)  # private, read-only
                 values.setflags(write=False)
                 object.__setattr__(self, name, values)
 
@@ -50,9 +76,14 @@ class Effect:
         groups: Sequence[Any] | None = None,
         *,
         corrupted: Sequence[float] | np.ndarray | None = None,
+        flipped: Sequence[bool] | np.ndarray | None = None,
         metric: str = "value",
     ) -> Effect:
-        """An Effect from per-prompt numbers computed anywhere (another library, a cluster job)."""
+        """An Effect from per-prompt numbers computed anywhere (another library, a cluster job).
+
+        ``corrupted`` (the metric on the base run) enables :meth:`expect_recovery`; ``flipped``
+        (whether each prompt's top-1 prediction changed) enables :meth:`expect_flip_rate`.
+        """
         clean_values = _vector(clean, "clean")
         intervened_values = _vector(intervened, "intervened")
         n = len(clean_values)
@@ -66,7 +97,12 @@ class Effect:
             labels = np.asarray(list(groups), dtype=object)
             if len(labels) != n:
                 raise MitestError(f"groups has {len(labels)} labels for {n} prompts")
-        return cls(clean_values, intervened_values, corrupted_values, labels, None, metric)
+        flips = None
+        if flipped is not None:
+            flips = np.asarray(flipped)
+            if flips.shape != (n,) or flips.dtype != bool:
+                raise MitestError(f"flipped must be {n} booleans, one per prompt")
+        return cls(clean_values, intervened_values, corrupted_values, labels, None, metric, flipped=flips)
 
     @property
     def n(self) -> int:
@@ -87,11 +123,240 @@ class Effect:
         frame["group"] = self.groups if self.groups is not None else None
         return frame
 
+    # -- claims ----------------------------------------------------------------------------------
+
+    def expect_increase(self, at_least: float, *, relative: bool = False, alpha: float | None = None) -> Verdict:
+        """Claim: the intervention raises the metric by at least ``at_least`` on average.
+
+        HOLDS when the data reject "increase <= at_least", REFUTED when they reject "increase >=
+        at_least". With ``relative=True`` the threshold is a fraction of the clean metric's size
+        (the estimate is ``mean(delta) / mean(|clean|)``).
+        """
+        return self._expect_change(self.delta, at_least, relative, alpha, "increase")
+
+    def expect_decrease(self, at_least: float, *, relative: bool = False, alpha: float | None = None) -> Verdict:
+        """Claim: the intervention lowers the metric by at least ``at_least`` on average (see above)."""
+        return self._expect_change(-self.delta, at_least, relative, alpha, "decrease")
+
+    def expect_no_change(self, *, within: float | None = None, alpha: float | None = None) -> Verdict:
+        """Claim: the mean change lies within ``±within`` (equivalence by two one-sided tests).
+
+        The margin is required: "no change" is only testable against a stated tolerance.
+        """
+        if within is None or not np.isfinite(within) or within <= 0:
+            raise MitestError("expect_no_change needs a positive margin, e.g. expect_no_change(within=0.05)")
+        a = claim_alpha(alpha)
+        above, below = stats.units(self.delta + within, self.groups), stats.units(within - self.delta, self.groups)
+        p_holds = max(stats.mean_test(above).pvalue, stats.mean_test(below).pvalue)
+        p_refuted = min(stats.mean_test(above, "less").pvalue, stats.mean_test(below, "less").pvalue)
+        worst = np.argsort(-np.abs(self.delta), kind="stable")[:3]
+        return self._conclude(
+            claim=f"mean change within ±{within:g}",
+            estimate=float(self.delta.mean()),
+            interval=self._interval(self.delta, np.ones(self.n), a),
+            threshold=float(within),
+            p=(p_holds, p_refuted),
+            alpha=a,
+            gap_units=np.minimum(above, below),
+            worst=[(int(i), float(self.delta[i])) for i in worst],
+        )
+
+    def expect_recovery(self, at_least: float, *, alpha: float | None = None) -> Verdict:
+        """Claim: the intervention recovers at least ``at_least`` of the clean-vs-base gap.
+
+        Recovery is the ratio of means ``sum(intervened - base) / sum(clean - base)`` with the
+        corrupted run as base (a faithfulness score for a patch or circuit), bootstrap CI.
+        """
+        if self.corrupted is None:
+            raise MitestError(
+                "expect_recovery needs the base (corrupted) run: measure with Prompts(..., corrupted=...) "
+                "or pass Effect.from_values(..., corrupted=...)"
+            )
+        gap = self.clean - self.corrupted
+        recovered = self.intervened - self.corrupted
+        gap_units = stats.units(gap, self.groups)
+        se = gap_units.std(ddof=1) / np.sqrt(len(gap_units)) if len(gap_units) > 1 else np.inf
+        if gap.mean() == 0 or abs(gap_units.mean()) < 3 * se:
+            raise MitestError(
+                f"the clean-minus-base gap is too small to normalise by (mean {gap.mean():.3g}, standard error "
+                f"{se:.3g}); recovery needs a base run that clearly differs from the clean run"
+            )
+        a = claim_alpha(alpha)
+        sign = np.sign(gap.mean())
+        margin = sign * (recovered - at_least * gap)
+        per_prompt = np.divide(recovered, gap, out=np.full(self.n, np.nan), where=gap != 0)
+        worst = np.argsort(margin, kind="stable")[:3]
+        return self._conclude(
+            claim=f"recovers at least {at_least:g} of the clean-base gap",
+            estimate=float(recovered.sum() / gap.sum()),
+            interval=self._interval(recovered, gap, a),
+            threshold=float(at_least),
+            p=self._p(margin),
+            alpha=a,
+            gap_units=stats.units(margin, self.groups),
+            scale=abs(gap.mean()),
+            worst=[(int(i), float(per_prompt[i])) for i in worst],
+        )
+
+    def expect_flip_rate(self, at_least: float, *, alpha: float | None = None) -> Verdict:
+        """Claim: at least a fraction ``at_least`` of prompts change their top-1 prediction.
+
+        Exact binomial test with a Wilson interval; with groups, the cluster-aware paired test.
+        """
+        if self.flipped is None:
+            raise MitestError("expect_flip_rate needs top-1 flips: use mt.measure or Effect.from_values(flipped=...)")
+        if not 0 <= at_least <= 1:
+            raise MitestError(f"a flip rate is a fraction in [0, 1], got {at_least}")
+        a = claim_alpha(alpha)
+        k, n = int(self.flipped.sum()), self.n
+        if self.groups is None:
+            p = (
+                stats.binomial_test(k, n, at_least, "greater").pvalue,
+                stats.binomial_test(k, n, at_least, "less").pvalue,
+            )
+            interval, test = stats.wilson_interval(k, n, 1 - 2 * a), "exact binomial"
+        else:
+            p = self._p(self.flipped - at_least)
+            interval, test = self._interval(self.flipped.astype(float), np.ones(n), a), None
+        not_flipped = np.flatnonzero(~self.flipped)[:3]
+        return self._conclude(
+            claim=f"top-1 flips on at least {at_least:.0%} of prompts",
+            estimate=k / n,
+            interval=interval,
+            threshold=float(at_least),
+            p=p,
+            alpha=a,
+            gap_units=stats.units(self.flipped - at_least, self.groups),
+            worst=[(int(i), 0.0) for i in not_flipped],
+            test=test,
+        )
+
+    # -- shared machinery --------------------------------------------------------------------
+
+    def _expect_change(self, change: np.ndarray, at_least: float, relative: bool, alpha: float | None, word: str):
+        if not np.isfinite(at_least):
+            raise MitestError(f"at_least must be a finite number, got {at_least}")
+        a = claim_alpha(alpha)
+        scale = np.abs(self.clean) if relative else np.ones(self.n)
+        if relative and scale.sum() == 0:
+            raise MitestError("relative=True needs a non-zero clean metric to scale by")
+        margin = change - at_least * scale
+        worst = np.argsort(margin, kind="stable")[:3]
+        return self._conclude(
+            claim=f"mean {word} of at least {at_least:g}" + (" (relative to |clean|)" if relative else ""),
+            estimate=float(change.sum() / scale.sum()),
+            interval=self._interval(change, scale, a),
+            threshold=float(at_least),
+            p=self._p(margin),
+            alpha=a,
+            gap_units=stats.units(margin, self.groups),
+            scale=float(scale.mean()),
+            worst=[(int(i), float(change[i])) for i in worst],
+        )
+
+    def _p(self, margin: np.ndarray) -> tuple[float, float]:
+        """p-values for mean(margin) > 0 (the claim) and < 0 (its refutation)."""
+        self._check_units()
+        u = stats.units(margin, self.groups)
+        return stats.mean_test(u, "greater").pvalue, stats.mean_test(u, "less").pvalue
+
+    def _check_units(self) -> None:
+        m = self.n if self.groups is None else len(set(map(str, self.groups)))
+        if m < 2:
+            what = "prompts" if self.groups is None else "groups (clusters)"
+            raise MitestError(f"a claim needs at least 2 independent {what}, got {m}")
+
+    def _interval(self, numerators: np.ndarray, denominators: np.ndarray, alpha: float) -> stats.ConfidenceInterval:
+        return stats.ratio_interval(
+            numerators, denominators, level=1 - 2 * alpha, groups=self.groups, seed=settings.seed
+        )
+
+    def _conclude(
+        self,
+        *,
+        claim: str,
+        estimate: float,
+        interval: stats.ConfidenceInterval,
+        threshold: float,
+        p: tuple[float, float],
+        alpha: float,
+        gap_units: np.ndarray,
+        worst: list[tuple[int, float]],
+        scale: float = 1.0,
+        test: str | None = None,
+    ) -> Verdict:
+        self._check_units()
+        p_holds, p_refuted = p
+        outcome = HOLDS if p_holds < alpha else REFUTED if p_refuted < alpha else INCONCLUSIVE
+        m, sd = len(gap_units), float(gap_units.std(ddof=1))
+        gap = abs(float(gap_units.mean()))
+        verdict = Verdict(
+            outcome=outcome,
+            claim=claim,
+            metric=self.metric,
+            estimate=estimate,
+            low=interval.low,
+            high=interval.high,
+            level=interval.level,
+            threshold=threshold,
+            pvalue=float(p_holds),
+            pvalue_refuted=float(p_refuted),
+            alpha=alpha,
+            n=self.n,
+            clusters=None if self.groups is None else m,
+            test=test or "skew-adjusted paired t" + (" on cluster units" if self.groups is not None else ""),
+            power=stats.power(gap, sd, m, alpha),
+            mde=stats.minimum_detectable(sd, m, alpha) / scale if scale else None,
+            n_needed=stats.units_needed(gap, sd, alpha) if gap > 0 else None,
+            worst=tuple(worst),
+        )
+        if outcome == REFUTED:
+            raise ClaimRefuted(verdict)
+        if outcome == INCONCLUSIVE:
+            raise ClaimInconclusive(verdict)
+        return verdict
+
     def __repr__(self) -> str:
         return (
             f"Effect({self.metric}, n={self.n}, clean mean={self.clean.mean():.4g}, "
             f"intervened mean={self.intervened.mean():.4g}, mean delta={self.delta.mean():.4g})"
         )
+
+
+def expect_monotonic(effects: Sequence[Effect], *, increasing: bool = True, alpha: float | None = None) -> Verdict:
+    """Claim: the intervened metric rises (or falls) along a sequence of Effects on the same prompts.
+
+    For dose-response claims such as steering at growing coefficients. Each prompt's trend is its
+    Kendall tau between dose order and value; the claim HOLDS when the mean tau is significantly
+    above 0 (the paired, cluster-aware test), REFUTED when significantly below.
+    """
+    effects = list(effects)
+    if len(effects) < 2:
+        raise MitestError("expect_monotonic needs at least 2 effects, in dose order")
+    first = effects[0]
+    for effect in effects[1:]:
+        if effect.n != first.n or not np.array_equal(effect.clean, first.clean):
+            raise MitestError("expect_monotonic compares effects on the same prompts: their clean values differ")
+    values = np.stack([e.intervened for e in effects], axis=1)
+    k = values.shape[1]
+    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
+    tau = sum(np.sign(values[:, j] - values[:, i]) for i, j in pairs) / len(pairs)
+    tau = tau if increasing else -tau
+    a = claim_alpha(alpha)
+    trend = Effect.from_values(
+        first.clean, first.clean + tau, groups=first.groups, metric=f"kendall tau of {first.metric}"
+    )
+    worst = np.argsort(tau, kind="stable")[:3]
+    return trend._conclude(
+        claim=f"{'increases' if increasing else 'decreases'} monotonically over {k} doses",
+        estimate=float(tau.mean()),
+        interval=trend._interval(tau, np.ones(first.n), a),
+        threshold=0.0,
+        p=trend._p(tau),
+        alpha=a,
+        gap_units=stats.units(tau, first.groups),
+        worst=[(int(i), float(tau[i])) for i in worst],
+    )
 
 
 def _vector(values: Any, label: str) -> np.ndarray:

@@ -76,11 +76,11 @@ def measure(
     for plan in plans:
         plan.prepare(engine, prompts, run_prompts)
 
-    clean, references = engine.metric_values(prompts, metric)
+    clean, references, clean_top1 = engine.metric_values(prompts, metric)
     corrupted = None
     if prompts.corrupted is not None:
         corrupted = engine.metric_values(prompts.corrupted, metric, reference_from=prompts)[0]
-    intervened, stats = engine.intervened(run_prompts, plans, metric, references)
+    intervened, top1, stats = engine.intervened(run_prompts, plans, metric, references)
     _check_hooks(stats, engine.passes(run_prompts), intervention, strict)
     return Effect(
         clean=clean,
@@ -90,6 +90,7 @@ def measure(
         intervention=intervention.to_dict(),
         metric=metric.name,
         hooks=tuple({"site": s.site, "fired": s.fired, "changed": s.changed} for s in stats),
+        flipped=top1 != clean_top1,
     )
 
 
@@ -164,8 +165,8 @@ class _Engine:
 
     def metric_values(
         self, prompts: Prompts, metric: Metric, reference_from: Prompts | None = None
-    ) -> tuple[np.ndarray, list | None]:
-        """Un-intervened metric per prompt, plus the metric's per-batch reference state.
+    ) -> tuple[np.ndarray, list | None, np.ndarray]:
+        """Un-intervened metric per prompt, the metric's per-batch reference state, and top-1 tokens.
 
         ``reference_from`` supplies the reference (e.g. clean log-probs for KL) when measuring
         another, token-aligned prompt set such as the corrupted twins.
@@ -182,15 +183,16 @@ class _Engine:
 
         def compute():
             references = self.metric_values(source, metric)[1] if source is not None else None
-            values, own = [], []
+            values, own, top1 = [], [], []
 
             def on_batch(batch, logits):
                 reference = references[len(values)] if references is not None else metric.reference(logits, batch)
                 values.append(metric(logits, batch, reference))
                 own.append(reference)
+                top1.append(_top1(logits, batch))
 
             self.run(prompts, HookSet(self.model.hf_model), on_batch)
-            return _to_numpy(values, metric), own if metric.needs_reference else None
+            return _to_numpy(values, metric), own if metric.needs_reference else None, np.concatenate(top1)
 
         return self.cache.get(key, compute)
 
@@ -248,18 +250,20 @@ class _Engine:
 
     def intervened(
         self, prompts: Prompts, plans: list[_Plan], metric: Metric, references: list | None
-    ) -> tuple[np.ndarray, list[HookStats]]:
-        """Metric per prompt with every plan's edit installed; also the hooks' stats."""
+    ) -> tuple[np.ndarray, np.ndarray, list[HookStats]]:
+        """Metric and top-1 token per prompt with every plan's edit installed; also the hooks' stats."""
         hooks = HookSet(self.model.hf_model)
         stats = [hooks.add(plan.point, self._edit(plan)) for plan in plans]
         values: list[torch.Tensor] = []
+        top1: list[np.ndarray] = []
 
         def on_batch(batch, logits):
             reference = references[len(values)] if references is not None else None
             values.append(metric(logits, batch, reference))
+            top1.append(_top1(logits, batch))
 
         self.run(prompts, hooks, on_batch)
-        return _to_numpy(values, metric), stats
+        return _to_numpy(values, metric), np.concatenate(top1), stats
 
     def _edit(self, plan: _Plan) -> Callable[[torch.Tensor], torch.Tensor]:
         site = plan.site
@@ -298,6 +302,12 @@ class _Identity:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Identity) and other.obj is self.obj
+
+
+def _top1(logits: torch.Tensor, batch: Prompts) -> np.ndarray:
+    """The top-1 token at each prompt's answer position."""
+    rows = torch.arange(len(batch), device=logits.device)
+    return logits[rows, batch.answer_positions.to(logits.device)].argmax(-1).cpu().numpy()
 
 
 def _padded_shape(n: int, width: int, view: torch.Tensor, point: HookPoint) -> tuple[int, ...]:

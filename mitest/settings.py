@@ -1,0 +1,31 @@
+"""Suite-wide statistical settings: alpha, the size of the claim family, and the seed.
+
+Each claim is tested at ``alpha / family_size`` (Bonferroni), so its verdict is already valid
+family-wise when the test runs. The pytest plugin sets ``family_size`` to the number of collected
+claims; outside pytest it defaults to 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Settings:
+    """Mutable, process-wide defaults used when a claim does not pass its own ``alpha``."""
+
+    alpha: float = 0.05
+    family_size: int = 1
+    seed: int = 0
+
+
+settings = Settings()
+
+
+def claim_alpha(alpha: float | None = None) -> float:
+    """The alpha one claim is tested at: its own, or the suite's alpha divided by the family size."""
+    if alpha is not None:
+        if not 0 < alpha < 0.5:
+            raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
+        return float(alpha)
+    return settings.alpha / max(1, settings.family_size)

@@ -1,0 +1,88 @@
+"""Verdicts: HOLDS, REFUTED or INCONCLUSIVE, with the numbers behind them and a readable summary."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .stats import ConfidenceInterval
+
+HOLDS, REFUTED, INCONCLUSIVE = "HOLDS", "REFUTED", "INCONCLUSIVE"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision on one claim (scipy style: named fields, plus :meth:`confidence_interval`).
+
+    ``pvalue`` is the evidence for the claim (small: HOLDS); ``pvalue_refuted`` the evidence
+    against it (small: REFUTED). The interval has level ``1 - 2 * alpha``, matching the one-sided
+    tests. ``mde`` and ``n_needed`` say what an INCONCLUSIVE claim would need.
+    """
+
+    outcome: str
+    claim: str
+    metric: str
+    estimate: float
+    low: float
+    high: float
+    level: float
+    threshold: float
+    pvalue: float
+    pvalue_refuted: float
+    alpha: float
+    n: int
+    clusters: int | None
+    test: str
+    power: float | None
+    mde: float | None
+    n_needed: int | None
+    worst: tuple[tuple[int, float], ...]
+
+    @property
+    def holds(self) -> bool:
+        """True when the claim HOLDS."""
+        return self.outcome == HOLDS
+
+    def confidence_interval(self) -> ConfidenceInterval:
+        """The interval around :attr:`estimate`."""
+        return ConfidenceInterval(self.low, self.high, self.level)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready data."""
+        data = asdict(self)
+        data["worst"] = [list(item) for item in self.worst]
+        return data
+
+    def summary(self) -> str:
+        """A short, readable account: claim, estimate, interval, p-values, n, and the worst prompts."""
+        units = f"{self.n} prompts" + (f" in {self.clusters} clusters" if self.clusters else "")
+        lines = [
+            f"{self.outcome}: {self.claim} [{self.metric}]",
+            f"  estimate {_num(self.estimate)}, {self.level:.0%} CI [{_num(self.low)}, {_num(self.high)}], "
+            f"threshold {_num(self.threshold)}",
+            f"  p(holds) = {_p(self.pvalue)}, p(refuted) = {_p(self.pvalue_refuted)}, alpha = {self.alpha:.3g}, "
+            f"n = {units} ({self.test})",
+        ]
+        if self.worst:
+            listed = ", ".join(f"#{index} ({_num(value)})" for index, value in self.worst)
+            lines.append(f"  prompts most against the claim: {listed}")
+        if self.outcome == INCONCLUSIVE and self.mde is not None:
+            unit = "clusters" if self.clusters else "n"
+            m = self.clusters or self.n
+            gap = abs(self.estimate - self.threshold)
+            advice = f"with {unit}={m} the smallest effect this test detects at 80% power is {_num(self.mde)}"
+            if self.n_needed and gap > 0:
+                advice += f"; use {unit}>={self.n_needed} for {_num(gap)}"
+            lines.append("  " + advice)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _num(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _p(value: float) -> str:
+    return f"{value:.2g}" if value >= 1e-4 else f"{value:.1e}"
