@@ -227,7 +227,10 @@ def units_needed(gap: float, sd: float, alpha: float, target: float = 0.8) -> in
     """Units needed for the one-sided t-test to detect ``gap`` with probability ``target``."""
     if gap <= 0 or sd <= 0:
         return 2
-    m = max(2, math.ceil(((sps.norm.isf(alpha) + sps.norm.ppf(target)) * sd / gap) ** 2))
-    while power(gap, sd, m, alpha) < target:
-        m = math.ceil(m * 1.05) + 1
-    return m
+    low, high = 2, max(3, math.ceil(((sps.norm.isf(alpha) + sps.norm.ppf(target)) * sd / gap) ** 2))
+    while power(gap, sd, high, alpha) < target:
+        low, high = high, high * 2
+    while low < high:  # the smallest m with enough power (power grows with m)
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if power(gap, sd, middle, alpha) < target else (low, middle)
+    return high
