@@ -1,8 +1,9 @@
 """Structural claims every causal transformer satisfies: a first suite to run against any model.
 
-Each test states a claim in its docstring and checks it on per-prompt values from ``mt.measure``.
-The statistical expectations (``effect.expect_increase(...)``) and the trained reference models
-with known circuits arrive with the claims layer and the model zoo; these claims are exact.
+Each test states a claim in its docstring and decides it on per-prompt values from ``mt.measure``:
+exact identities with numpy asserts, statistical claims with ``effect.expect_*`` (HOLDS, or the
+test fails with REFUTED / INCONCLUSIVE and the numbers). Trained reference models with known
+circuits arrive with the model zoo.
 """
 
 import numpy as np
@@ -21,16 +22,18 @@ def test_the_residual_stream_carries_everything(tiny_gpt2, random_pairs):
 
 
 def test_the_past_does_not_read_the_future(tiny_gpt2, random_pairs):
-    """Patching every position from 6 on leaves the predictions at positions 0-5 unchanged."""
+    """Patching every position from 6 on leaves the predictions at positions 0-5 unchanged
+    (equivalence within a KL of 1e-4)."""
     late = [mt.resid(0, "post").at(list(range(6, 12)))]
     effect = mt.measure(
         tiny_gpt2, random_pairs, mt.patch(late, source="corrupted"), metric=mt.metrics.kl_div(positions=list(range(6)))
     )
-    np.testing.assert_allclose(effect.intervened, 0.0, atol=1e-6)
+    effect.expect_no_change(within=1e-4)
 
 
 def test_the_answer_depends_on_the_corrupted_span(tiny_gpt2, random_pairs):
-    """The corrupted tokens matter: patching them in moves the last-token distribution on every prompt."""
+    """The corrupted tokens matter: patching them in moves the last-token distribution by a KL of
+    at least 0.05 nats on average."""
     span = mt.resid(0, "pre").at(list(range(6, 12)))
     effect = mt.measure(tiny_gpt2, random_pairs, mt.patch(span, source="corrupted"), metric=mt.metrics.kl_div())
-    assert (effect.intervened > 1e-3).all()
+    effect.expect_increase(at_least=0.05)
