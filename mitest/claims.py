@@ -65,6 +65,9 @@ class Effect:
             values = getattr(self, name)
             if values is not None:
                 values = np.array(values, dtype=bool if name == "flipped" else np.float64)  # private, read-only
+                if name != "flipped" and not np.isfinite(values).all():
+                    bad = int(np.flatnonzero(~np.isfinite(values))[0])
+                    raise MitestError(f"{name}[{bad}] is {values[bad]}; every value must be finite")
                 values.setflags(write=False)
                 object.__setattr__(self, name, values)
 
@@ -145,19 +148,23 @@ class Effect:
         """
         if within is None or not np.isfinite(within) or within <= 0:
             raise MitestError("expect_no_change needs a positive margin, e.g. expect_no_change(within=0.05)")
+        self._check_units()
         a = claim_alpha(alpha)
-        above, below = stats.units(self.delta + within, self.groups), stats.units(within - self.delta, self.groups)
+        above = stats.units(self._settle(self.delta + within, within), self.groups)
+        below = stats.units(self._settle(within - self.delta, within), self.groups)
         p_holds = max(stats.mean_test(above).pvalue, stats.mean_test(below).pvalue)
         p_refuted = min(stats.mean_test(above, "less").pvalue, stats.mean_test(below, "less").pvalue)
         worst = np.argsort(-np.abs(self.delta), kind="stable")[:3]
+        estimate = float(self.delta.mean())
         return self._conclude(
             claim=f"mean change within ±{within:g}",
-            estimate=float(self.delta.mean()),
+            estimate=estimate,
             interval=self._interval(self.delta, np.ones(self.n), a),
             threshold=float(within),
             p=(p_holds, p_refuted),
             alpha=a,
-            gap_units=np.minimum(above, below),
+            spread=stats.units(self.delta, self.groups),
+            gap=within - abs(estimate),  # the nearer margin decides equivalence
             worst=[(int(i), float(self.delta[i])) for i in worst],
         )
 
@@ -172,10 +179,12 @@ class Effect:
                 "expect_recovery needs the base (corrupted) run: measure with Prompts(..., corrupted=...) "
                 "or pass Effect.from_values(..., corrupted=...)"
             )
+        _check_finite(at_least)
+        self._check_units()
         gap = self.clean - self.corrupted
         recovered = self.intervened - self.corrupted
         gap_units = stats.units(gap, self.groups)
-        se = gap_units.std(ddof=1) / np.sqrt(len(gap_units)) if len(gap_units) > 1 else np.inf
+        se = gap_units.std(ddof=1) / np.sqrt(len(gap_units))
         if gap.mean() == 0 or abs(gap_units.mean()) < 3 * se:
             raise MitestError(
                 f"the clean-minus-base gap is too small to normalise by (mean {gap.mean():.3g}, standard error "
@@ -183,18 +192,19 @@ class Effect:
             )
         a = claim_alpha(alpha)
         sign = np.sign(gap.mean())
-        margin = sign * (recovered - at_least * gap)
+        margin = self._settle(sign * (recovered - at_least * gap), np.abs(recovered) + abs(at_least) * np.abs(gap))
         per_prompt = np.divide(recovered, gap, out=np.full(self.n, np.nan), where=gap != 0)
         worst = np.argsort(margin, kind="stable")[:3]
+        estimate = float(recovered.sum() / gap.sum())
         return self._conclude(
             claim=f"recovers at least {at_least:g} of the clean-base gap",
-            estimate=float(recovered.sum() / gap.sum()),
+            estimate=estimate,
             interval=self._interval(recovered, gap, a),
             threshold=float(at_least),
             p=self._p(margin),
             alpha=a,
-            gap_units=stats.units(margin, self.groups),
-            scale=abs(gap.mean()),
+            spread=stats.units(margin, self.groups) / abs(gap.mean()),
+            gap=abs(estimate - at_least),
             worst=[(int(i), float(per_prompt[i])) for i in worst],
         )
 
@@ -207,6 +217,7 @@ class Effect:
             raise MitestError("expect_flip_rate needs top-1 flips: use mt.measure or Effect.from_values(flipped=...)")
         if not 0 <= at_least <= 1:
             raise MitestError(f"a flip rate is a fraction in [0, 1], got {at_least}")
+        self._check_units()
         a = claim_alpha(alpha)
         k, n = int(self.flipped.sum()), self.n
         if self.groups is None:
@@ -226,7 +237,8 @@ class Effect:
             threshold=float(at_least),
             p=p,
             alpha=a,
-            gap_units=stats.units(self.flipped - at_least, self.groups),
+            spread=stats.units(self.flipped.astype(float), self.groups),
+            gap=abs(k / n - at_least),
             worst=[(int(i), 0.0) for i in not_flipped],
             test=test,
         )
@@ -234,34 +246,43 @@ class Effect:
     # -- shared machinery --------------------------------------------------------------------
 
     def _expect_change(self, change: np.ndarray, at_least: float, relative: bool, alpha: float | None, word: str):
-        if not np.isfinite(at_least):
-            raise MitestError(f"at_least must be a finite number, got {at_least}")
+        _check_finite(at_least)
+        self._check_units()
         a = claim_alpha(alpha)
         scale = np.abs(self.clean) if relative else np.ones(self.n)
         if relative and scale.sum() == 0:
             raise MitestError("relative=True needs a non-zero clean metric to scale by")
-        margin = change - at_least * scale
+        size = np.abs(self.clean) + np.abs(self.intervened) + abs(at_least) * scale
+        margin = self._settle(change - at_least * scale, size)
         worst = np.argsort(margin, kind="stable")[:3]
+        estimate = float(change.sum() / scale.sum())
         return self._conclude(
             claim=f"mean {word} of at least {at_least:g}" + (" (relative to |clean|)" if relative else ""),
-            estimate=float(change.sum() / scale.sum()),
+            estimate=estimate,
             interval=self._interval(change, scale, a),
             threshold=float(at_least),
             p=self._p(margin),
             alpha=a,
-            gap_units=stats.units(margin, self.groups),
-            scale=float(scale.mean()),
+            spread=stats.units(margin, self.groups) / float(scale.mean()),
+            gap=abs(estimate - at_least),
             worst=[(int(i), float(change[i])) for i in worst],
         )
 
+    @staticmethod
+    def _settle(margin: np.ndarray, size: np.ndarray | float) -> np.ndarray:
+        """Zero the margins that are only floating-point rounding of the numbers they came from.
+
+        A prompt whose change equals the threshold exactly must not count as evidence either way.
+        """
+        return np.where(np.abs(margin) <= 1e-12 * np.abs(size), 0.0, margin)
+
     def _p(self, margin: np.ndarray) -> tuple[float, float]:
         """p-values for mean(margin) > 0 (the claim) and < 0 (its refutation)."""
-        self._check_units()
         u = stats.units(margin, self.groups)
         return stats.mean_test(u, "greater").pvalue, stats.mean_test(u, "less").pvalue
 
     def _check_units(self) -> None:
-        m = self.n if self.groups is None else len(set(map(str, self.groups)))
+        m = self.n if self.groups is None else stats.cluster_codes(self.groups)[1]
         if m < 2:
             what = "prompts" if self.groups is None else "groups (clusters)"
             raise MitestError(f"a claim needs at least 2 independent {what}, got {m}")
@@ -280,16 +301,18 @@ class Effect:
         threshold: float,
         p: tuple[float, float],
         alpha: float,
-        gap_units: np.ndarray,
+        spread: np.ndarray,
+        gap: float,
         worst: list[tuple[int, float]],
-        scale: float = 1.0,
         test: str | None = None,
     ) -> Verdict:
-        self._check_units()
+        """Decide from the p-values; ``spread`` holds the test's units in the estimate's scale and
+        ``gap`` the distance between the estimate and the boundary the test must resolve."""
         p_holds, p_refuted = p
         outcome = HOLDS if p_holds < alpha else REFUTED if p_refuted < alpha else INCONCLUSIVE
-        m, sd = len(gap_units), float(gap_units.std(ddof=1))
-        gap = abs(float(gap_units.mean()))
+        with np.errstate(over="ignore"):
+            m, sd = len(spread), float(spread.std(ddof=1))
+        gap = max(0.0, float(gap))
         verdict = Verdict(
             outcome=outcome,
             claim=claim,
@@ -305,8 +328,9 @@ class Effect:
             n=self.n,
             clusters=None if self.groups is None else m,
             test=test or "skew-adjusted paired t" + (" on cluster units" if self.groups is not None else ""),
+            gap=gap,
             power=stats.power(gap, sd, m, alpha),
-            mde=stats.minimum_detectable(sd, m, alpha) / scale if scale else None,
+            mde=stats.minimum_detectable(sd, m, alpha),
             n_needed=stats.units_needed(gap, sd, alpha) if gap > 0 else None,
             worst=tuple(worst),
         )
@@ -337,26 +361,38 @@ def expect_monotonic(effects: Sequence[Effect], *, increasing: bool = True, alph
     for effect in effects[1:]:
         if effect.n != first.n or not np.array_equal(effect.clean, first.clean):
             raise MitestError("expect_monotonic compares effects on the same prompts: their clean values differ")
+        if (effect.groups is None) != (first.groups is None) or (
+            effect.groups is not None and not np.array_equal(effect.groups, first.groups)
+        ):
+            raise MitestError("expect_monotonic compares effects on the same prompts: their groups differ")
     values = np.stack([e.intervened for e in effects], axis=1)
     k = values.shape[1]
     pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
-    tau = sum(np.sign(values[:, j] - values[:, i]) for i, j in pairs) / len(pairs)
-    tau = tau if increasing else -tau
+    # Concordant minus discordant dose pairs per prompt: integers, so no rounding enters the test.
+    concordance = sum(np.sign(values[:, j] - values[:, i]) for i, j in pairs) * (1.0 if increasing else -1.0)
+    tau = concordance / len(pairs)
     a = claim_alpha(alpha)
     trend = Effect.from_values(
         first.clean, first.clean + tau, groups=first.groups, metric=f"kendall tau of {first.metric}"
     )
+    trend._check_units()
     worst = np.argsort(tau, kind="stable")[:3]
     return trend._conclude(
         claim=f"{'increases' if increasing else 'decreases'} monotonically over {k} doses",
         estimate=float(tau.mean()),
         interval=trend._interval(tau, np.ones(first.n), a),
         threshold=0.0,
-        p=trend._p(tau),
+        p=trend._p(concordance),
         alpha=a,
-        gap_units=stats.units(tau, first.groups),
+        spread=stats.units(tau, first.groups),
+        gap=abs(float(tau.mean())),
         worst=[(int(i), float(tau[i])) for i in worst],
     )
+
+
+def _check_finite(threshold: float) -> None:
+    if not np.isfinite(threshold):
+        raise MitestError(f"at_least must be a finite number, got {threshold}")
 
 
 def _vector(values: Any, label: str) -> np.ndarray:

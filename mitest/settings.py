@@ -1,8 +1,8 @@
 """Suite-wide statistical settings: alpha, the size of the claim family, and the seed.
 
 Each claim is tested at ``alpha / family_size`` (Bonferroni), so its verdict is already valid
-family-wise when the test runs. The pytest plugin sets ``family_size`` to the number of collected
-claims; outside pytest it defaults to 1.
+family-wise when the test runs. ``family_size`` defaults to 1; set it to the number of claims one
+run decides (the pytest plugin is meant to set it to the number of collected claims).
 """
 
 from __future__ import annotations
@@ -28,4 +28,6 @@ def claim_alpha(alpha: float | None = None) -> float:
         if not 0 < alpha < 0.5:
             raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
         return float(alpha)
+    if not 0 < settings.alpha < 0.5:
+        raise ValueError(f"mt.settings.alpha must be in (0, 0.5), got {settings.alpha}")
     return settings.alpha / max(1, settings.family_size)

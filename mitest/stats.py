@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import stats as sps
 
 MAX_RESAMPLES = 100_000
@@ -49,15 +50,23 @@ def units(values: np.ndarray, groups: Sequence[Any] | None = None) -> np.ndarray
     """Independent units for a test of ``mean(values) > 0``.
 
     Without groups, the values themselves. With groups, one unit per cluster,
-    ``z_g = (G / n) * sum(values in g)``: their mean equals the prompt-weighted mean, and the
-    one-sample t-test on them is the cluster-robust (CR1) test with ``G - 1`` degrees of freedom.
+    ``z_g = mean + (G / n) * sum(values in g - mean)``: their mean is the prompt-weighted mean and
+    the one-sample t-test on them is exactly the cluster-robust (CR1) test with ``G - 1`` degrees
+    of freedom, for clusters of any sizes.
     """
     values = np.asarray(values, dtype=np.float64)
     if groups is None:
         return values
-    labels, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
-    sums = np.bincount(inverse, weights=values, minlength=len(labels))
-    return sums * len(labels) / len(values)
+    codes, count = cluster_codes(groups)
+    mean = values.mean()
+    residual_sums = np.bincount(codes, weights=values - mean, minlength=count)
+    return mean + residual_sums * count / len(values)
+
+
+def cluster_codes(groups: Sequence[Any]) -> tuple[np.ndarray, int]:
+    """Integer cluster ids for group labels (any hashable values; ``2`` and ``"2"`` stay distinct)."""
+    codes, uniques = pd.factorize(pd.Series(list(groups), dtype=object), sort=False)
+    return codes, len(uniques)
 
 
 # -- the paired test -----------------------------------------------------------------------------
@@ -77,10 +86,12 @@ def mean_test(units_: np.ndarray, alternative: str = "greater") -> TestResult:
     m = x.shape[-1]
     if m < 2:
         raise ValueError(f"a paired test needs at least 2 independent units, got {m}")
+    scale = np.abs(x).max(-1, keepdims=True)
+    x = x / np.where(scale > 0, scale, 1.0)  # the test is scale-free; this avoids overflow in x**3
     mean = x.mean(-1)
     var = x.var(-1, ddof=1)
     sign = 1.0 if alternative == "greater" else -1.0
-    degenerate = var <= 1e-24 * np.maximum(1.0, mean**2)
+    degenerate = var <= 1e-24  # all units equal up to rounding (relative to their size)
     with np.errstate(divide="ignore", invalid="ignore"):
         sd = np.sqrt(var)
         standardized = mean / sd
@@ -147,11 +158,14 @@ def ratio_interval(
     num = np.asarray(numerators, dtype=np.float64)
     den = np.asarray(denominators, dtype=np.float64)
     if groups is not None:
-        labels, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
-        num = np.bincount(inverse, weights=num, minlength=len(labels))
-        den = np.bincount(inverse, weights=den, minlength=len(labels))
+        codes, count = cluster_codes(groups)
+        num = np.bincount(codes, weights=num, minlength=count)
+        den = np.bincount(codes, weights=den, minlength=count)
+    order = np.lexsort((den, num))  # resampling a canonical order: the same interval for any prompt order
+    num, den = num[order], den[order]
     estimate = num.sum() / den.sum()
-    if len(num) < 2 or np.allclose(num * den.sum(), den * num.sum(), rtol=0, atol=1e-12 * max(1, abs(num.sum()))):
+    spread = np.abs(num * den.sum() - den * num.sum()).max()
+    if len(num) < 2 or spread <= 1e-12 * max(np.abs(num).max() * abs(den.sum()), 1e-300):
         return ConfidenceInterval(float(estimate), float(estimate), level)
     alpha = (1 - level) / 2
     resamples = n_resamples or resamples_for(alpha)
@@ -176,7 +190,8 @@ def ratio_interval(
         low, high = result.confidence_interval
         if np.isfinite(low) and np.isfinite(high):
             return ConfidenceInterval(float(low), float(high), level)
-    return ConfidenceInterval(float(estimate), float(estimate), level)
+    # Some resamples have no finite value (e.g. a denominator summing to 0): the ratio is unbounded.
+    return ConfidenceInterval(-math.inf, math.inf, level)
 
 
 # -- multiple comparisons ------------------------------------------------------------------------
@@ -210,7 +225,7 @@ def benjamini_hochberg(pvalues: Sequence[float]) -> np.ndarray:
 
 def power(gap: float, sd: float, m: int, alpha: float) -> float:
     """Power of the one-sided t-test at ``alpha`` with ``m`` units of spread ``sd`` to detect ``gap``."""
-    if sd <= 0:
+    if sd <= 0 or not math.isfinite(gap / sd):
         return 1.0 if gap > 0 else 0.0
     df = m - 1
     critical = sps.t.isf(alpha, df)
@@ -223,10 +238,15 @@ def minimum_detectable(sd: float, m: int, alpha: float, target: float = 0.8) -> 
     return float((sps.t.isf(alpha, df) + sps.t.ppf(target, df)) * sd / math.sqrt(m))
 
 
-def units_needed(gap: float, sd: float, alpha: float, target: float = 0.8) -> int:
-    """Units needed for the one-sided t-test to detect ``gap`` with probability ``target``."""
-    if gap <= 0 or sd <= 0:
+def units_needed(gap: float, sd: float, alpha: float, target: float = 0.8) -> int | None:
+    """Units needed for the one-sided t-test to detect ``gap`` with probability ``target``.
+
+    None when the gap is too small relative to the spread for any realistic sample.
+    """
+    if gap <= 0 or sd <= 0 or not math.isfinite(gap / sd):
         return 2
+    if gap / sd < 1e-4:  # beyond any realistic sample (more than about 10^9 units)
+        return None
     low, high = 2, max(3, math.ceil(((sps.norm.isf(alpha) + sps.norm.ppf(target)) * sd / gap) ** 2))
     while power(gap, sd, high, alpha) < target:
         low, high = high, high * 2

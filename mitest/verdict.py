@@ -16,7 +16,10 @@ class Verdict:
 
     ``pvalue`` is the evidence for the claim (small: HOLDS); ``pvalue_refuted`` the evidence
     against it (small: REFUTED). The interval has level ``1 - 2 * alpha``, matching the one-sided
-    tests. ``mde`` and ``n_needed`` say what an INCONCLUSIVE claim would need.
+    tests. ``gap`` is the distance between the estimate and the boundary the test must resolve
+    (for equivalence, the nearer margin); ``power`` is the power to resolve it at this n, ``mde``
+    the smallest such distance detectable with 80% power, and ``n_needed`` the n that would
+    resolve the observed gap.
     """
 
     outcome: str
@@ -33,6 +36,7 @@ class Verdict:
     n: int
     clusters: int | None
     test: str
+    gap: float
     power: float | None
     mde: float | None
     n_needed: int | None
@@ -69,10 +73,9 @@ class Verdict:
         if self.outcome == INCONCLUSIVE and self.mde is not None:
             unit = "clusters" if self.clusters else "n"
             m = self.clusters or self.n
-            gap = abs(self.estimate - self.threshold)
             advice = f"with {unit}={m} the smallest effect this test detects at 80% power is {_num(self.mde)}"
-            if self.n_needed and gap > 0:
-                advice += f"; use {unit}>={self.n_needed} for {_num(gap)}"
+            if self.n_needed and self.gap > 0:
+                advice += f"; use {unit}>={self.n_needed} for {_num(self.gap)}"
             lines.append("  " + advice)
         return "\n".join(lines)
 
