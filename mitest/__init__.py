@@ -7,76 +7,80 @@ Quick tour::
     prompts = mt.Prompts(tokens, answers=answers, wrong=wrong)
     effect = mt.measure(model, prompts, mt.ablate(mt.heads("1.4", "1.6"), method="mean"),
                         metric=mt.metrics.logit_diff)
-    effect.per_prompt
+    effect.expect_decrease(at_least=0.5)
+
+Names load on first use, so ``import mitest`` (and the pytest plugin) does not import torch.
 """
 
-from . import metrics, stats
-from .claims import ClaimInconclusive, ClaimRefuted, Effect, expect_monotonic
-from .errors import (
-    HookNotFiredError,
-    InterventionError,
-    MetricError,
-    MitestError,
-    ModelLoadError,
-    NoOpInterventionWarning,
-    PositionsError,
-    PromptsError,
-    SiteError,
-)
-from .interventions import Ablate, Combined, Intervention, Patch, Steer, ablate, combine, patch, steer
-from .model import Model
-from .positions import Positions, as_positions
-from .prompts import Prompts
-from .run import measure
-from .settings import settings
-from .sites import Site, Sites, attn, direction, head, heads, mlp, neurons, resid, site
-from .verdict import HOLDS, INCONCLUSIVE, REFUTED, Verdict
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "HOLDS",
-    "INCONCLUSIVE",
-    "REFUTED",
-    "Ablate",
-    "ClaimInconclusive",
-    "ClaimRefuted",
-    "Combined",
-    "Effect",
-    "HookNotFiredError",
-    "Intervention",
-    "InterventionError",
-    "MetricError",
-    "MitestError",
-    "Model",
-    "ModelLoadError",
-    "NoOpInterventionWarning",
-    "Patch",
-    "Positions",
-    "PositionsError",
-    "Prompts",
-    "PromptsError",
-    "Site",
-    "SiteError",
-    "Sites",
-    "Steer",
-    "ablate",
-    "as_positions",
-    "attn",
-    "combine",
-    "direction",
-    "expect_monotonic",
-    "head",
-    "heads",
-    "measure",
-    "metrics",
-    "mlp",
-    "neurons",
-    "patch",
-    "resid",
-    "settings",
-    "site",
-    "stats",
-    "steer",
-    "Verdict",
-]
+# public name -> module that defines it
+_EXPORTS = {
+    "metrics": "mitest.metrics",
+    "stats": "mitest.stats",
+    "Effect": "mitest.claims",
+    "ClaimInconclusive": "mitest.claims",
+    "ClaimRefuted": "mitest.claims",
+    "expect_monotonic": "mitest.claims",
+    "HookNotFiredError": "mitest.errors",
+    "InterventionError": "mitest.errors",
+    "MetricError": "mitest.errors",
+    "MitestError": "mitest.errors",
+    "ModelLoadError": "mitest.errors",
+    "NoOpInterventionWarning": "mitest.errors",
+    "PositionsError": "mitest.errors",
+    "PromptsError": "mitest.errors",
+    "SiteError": "mitest.errors",
+    "Ablate": "mitest.interventions",
+    "Combined": "mitest.interventions",
+    "Intervention": "mitest.interventions",
+    "Patch": "mitest.interventions",
+    "Steer": "mitest.interventions",
+    "ablate": "mitest.interventions",
+    "combine": "mitest.interventions",
+    "patch": "mitest.interventions",
+    "steer": "mitest.interventions",
+    "Model": "mitest.model",
+    "Positions": "mitest.positions",
+    "as_positions": "mitest.positions",
+    "Prompts": "mitest.prompts",
+    "measure": "mitest.run",
+    "settings": "mitest.config",
+    "Site": "mitest.sites",
+    "Sites": "mitest.sites",
+    "attn": "mitest.sites",
+    "direction": "mitest.sites",
+    "head": "mitest.sites",
+    "heads": "mitest.sites",
+    "mlp": "mitest.sites",
+    "neurons": "mitest.sites",
+    "resid": "mitest.sites",
+    "site": "mitest.sites",
+    "HOLDS": "mitest.verdict",
+    "INCONCLUSIVE": "mitest.verdict",
+    "REFUTED": "mitest.verdict",
+    "Verdict": "mitest.verdict",
+}
+
+_MODULES = {"metrics", "stats"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mitest' has no attribute {name!r}")
+    module_object = importlib.import_module(module)
+    value = module_object if name in _MODULES else getattr(module_object, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -7,7 +7,7 @@ Each ``expect_*`` method tests a claim on the paired per-prompt values and retur
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,9 +15,12 @@ import numpy as np
 import pandas as pd
 
 from . import stats
+from .config import claim_alpha, settings
 from .errors import MitestError
-from .settings import claim_alpha, settings
 from .verdict import HOLDS, INCONCLUSIVE, REFUTED, Verdict
+
+# Called with (verdict, effect) for every decided claim; the pytest plugin records through this.
+listeners: list[Callable[[Verdict, Effect], None]] = []
 
 
 class ClaimRefuted(AssertionError):
@@ -49,6 +52,8 @@ class Effect:
         metric: the metric's name.
         hooks: per hook, the site, how often it fired and whether it changed the activation.
         flipped: per prompt, whether the top-1 prediction at the answer position changed.
+        identity: what produced the values (model revision, prompt-set hash, intervention and
+            metric keys); with the claim and seed it identifies a claim across runs.
     """
 
     clean: np.ndarray
@@ -59,6 +64,7 @@ class Effect:
     metric: str = "value"
     hooks: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     flipped: np.ndarray | None = None
+    identity: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         for name in ("clean", "intervened", "corrupted", "flipped"):
@@ -334,6 +340,8 @@ class Effect:
             n_needed=stats.units_needed(gap, sd, alpha) if gap > 0 else None,
             worst=tuple(worst),
         )
+        for listener in list(listeners):
+            listener(verdict, self)
         if outcome == REFUTED:
             raise ClaimRefuted(verdict)
         if outcome == INCONCLUSIVE:

@@ -6,6 +6,7 @@ eval mode and back, hooks live only for the duration of a run, and attention set
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ class Model:
         self.dims: Dims | None = dims_for(self.config) if self.family is not None else None
         self._points: dict[str, HookPoint] = {}
         self._site_names: list[str] | None = None
+        self._revision: tuple[tuple, str] | None = None
         self.cache = RunCache()  # clean runs and activations reused across mt.measure calls
 
     @classmethod
@@ -125,6 +127,28 @@ class Model:
     def device(self) -> torch.device:
         """Device of the model's first parameter."""
         return next(self.hf_model.parameters()).device
+
+    @property
+    def revision(self) -> str:
+        """A content hash of the config and weights, stable across runs and machines.
+
+        It names the model in a claim's identity, so a baseline compares like with like. Weights
+        enter through each tensor's name, shape, dtype and a strided sample of its values.
+        """
+        version = self.weights_version()
+        if self._revision is not None and self._revision[0] == version:
+            return self._revision[1]
+        digest = hashlib.sha256()
+        if self.config is not None and hasattr(self.config, "to_json_string"):
+            digest.update(self.config.to_json_string(use_diff=False).encode())
+        with torch.no_grad():
+            for name, tensor in [*self.hf_model.named_parameters(), *self.hf_model.named_buffers()]:
+                flat = tensor.detach().reshape(-1)
+                sample = flat[:: max(1, flat.numel() // 4096)].double().cpu().numpy()
+                digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}:".encode())
+                digest.update(sample.tobytes())
+        self._revision = (version, digest.hexdigest()[:16])
+        return self._revision[1]
 
     def weights_version(self) -> tuple:
         """Changes when any parameter or buffer is replaced, cast, moved or modified (invalidates caches).

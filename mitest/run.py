@@ -91,6 +91,12 @@ def measure(
         metric=metric.name,
         hooks=tuple({"site": s.site, "fired": s.fired, "changed": s.changed} for s in stats),
         flipped=top1 != clean_top1,
+        identity={
+            "model": model.revision,
+            "prompts": prompts.fingerprint,
+            "intervention": intervention.key(),
+            "metric": metric.key() if not isinstance(metric, Custom) else f"custom:{metric.name}",
+        },
     )
 
 
