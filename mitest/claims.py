@@ -7,7 +7,7 @@ Each ``expect_*`` method tests a claim on the paired per-prompt values and retur
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,12 +15,9 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .config import claim_alpha, settings
+from .config import claim_alpha, listeners, settings
 from .errors import MitestError
 from .verdict import HOLDS, INCONCLUSIVE, REFUTED, Verdict
-
-# Called with (verdict, effect) for every decided claim; the pytest plugin records through this.
-listeners: list[Callable[[Verdict, Effect], None]] = []
 
 
 class ClaimRefuted(AssertionError):
@@ -172,6 +169,7 @@ class Effect:
             spread=stats.units(self.delta, self.groups),
             gap=within - abs(estimate),  # the nearer margin decides equivalence
             worst=[(int(i), float(self.delta[i])) for i in worst],
+            per_prompt=-np.abs(self.delta),
         )
 
     def expect_recovery(self, at_least: float, *, alpha: float | None = None) -> Verdict:
@@ -212,6 +210,7 @@ class Effect:
             spread=stats.units(margin, self.groups) / abs(gap.mean()),
             gap=abs(estimate - at_least),
             worst=[(int(i), float(per_prompt[i])) for i in worst],
+            per_prompt=sign * recovered / abs(gap.mean()),
         )
 
     def expect_flip_rate(self, at_least: float, *, alpha: float | None = None) -> Verdict:
@@ -246,6 +245,7 @@ class Effect:
             spread=stats.units(self.flipped.astype(float), self.groups),
             gap=abs(k / n - at_least),
             worst=[(int(i), 0.0) for i in not_flipped],
+            per_prompt=self.flipped.astype(float),
             test=test,
         )
 
@@ -272,6 +272,7 @@ class Effect:
             spread=stats.units(margin, self.groups) / float(scale.mean()),
             gap=abs(estimate - at_least),
             worst=[(int(i), float(change[i])) for i in worst],
+            per_prompt=change / float(scale.mean()),
         )
 
     @staticmethod
@@ -310,6 +311,7 @@ class Effect:
         spread: np.ndarray,
         gap: float,
         worst: list[tuple[int, float]],
+        per_prompt: np.ndarray,
         test: str | None = None,
     ) -> Verdict:
         """Decide from the p-values; ``spread`` holds the test's units in the estimate's scale and
@@ -340,8 +342,8 @@ class Effect:
             n_needed=stats.units_needed(gap, sd, alpha) if gap > 0 else None,
             worst=tuple(worst),
         )
-        for listener in list(listeners):
-            listener(verdict, self)
+        if listeners:  # the innermost running test owns the claim (pytester nests sessions)
+            listeners[-1](verdict, self, per_prompt)
         if outcome == REFUTED:
             raise ClaimRefuted(verdict)
         if outcome == INCONCLUSIVE:
@@ -395,6 +397,7 @@ def expect_monotonic(effects: Sequence[Effect], *, increasing: bool = True, alph
         spread=stats.units(tau, first.groups),
         gap=abs(float(tau.mean())),
         worst=[(int(i), float(tau[i])) for i in worst],
+        per_prompt=tau,
     )
 
 

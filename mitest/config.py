@@ -7,7 +7,9 @@ run decides (the pytest plugin is meant to set it to the number of collected cla
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -20,6 +22,12 @@ class Settings:
 
 
 settings = Settings()
+
+# The last listener is called as listener(verdict, effect, per_prompt) for every decided claim (the
+# innermost running test owns it), where per_prompt holds
+# each prompt's contribution in the claim's direction (larger is better for the claim). The
+# pytest plugin records claims through this; it lives here so the plugin never imports torch.
+listeners: list[Callable[[Any, Any, Any], None]] = []
 
 
 def claim_alpha(alpha: float | None = None) -> float:

@@ -1,0 +1,107 @@
+"""Baselines: each claim's last accepted result, as diffable JSON next to the suite, and the
+comparison that turns a model release's regression into a failing test.
+
+A run is compared claim by claim with the stored baseline:
+
+* the claim's identity (prompts, intervention, metric, claim and threshold) changed: reported as
+  ``changed`` and not compared;
+* it HELD in the baseline and does not now: ``regressed``;
+* it HELD and still holds, but a paired non-inferiority test on the same prompts cannot show that
+  the effect fell by less than its margin: ``regressed``;
+* otherwise ``same`` (identical values) or ``ok``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import write_text
+
+SCHEMA, VERSION = "mitest.baseline", 1
+
+
+class BaselineError(ValueError):
+    """A baseline file is missing pieces, hand-broken or from another schema."""
+
+
+def load(path: Path) -> dict[str, dict[str, Any]]:
+    """The claims stored in a baseline file ({} when the file does not exist)."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise BaselineError(
+            f"baseline {path} is not valid JSON ({error}); fix it, restore it from version control, "
+            "or rewrite it with --mitest-update-baseline"
+        ) from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("claims"), dict):
+        raise BaselineError(f"baseline {path} is not a mitest baseline (expected schema {SCHEMA!r})")
+    if data.get("version") != VERSION:
+        raise BaselineError(f"baseline {path} has version {data.get('version')}; this mitest reads version {VERSION}")
+    for key, entry in data["claims"].items():
+        missing = [f for f in ("claim_key", "outcome", "estimate", "claim_value") if f not in entry]
+        if missing:
+            raise BaselineError(f"baseline {path}: claim {key!r} lacks {', '.join(missing)}; rewrite the baseline")
+    return data["claims"]
+
+
+def save(path: Path, claims: dict[str, dict[str, Any]]) -> None:
+    """Write the baseline file atomically, sorted and indented so diffs stay readable."""
+    text = json.dumps({"schema": SCHEMA, "version": VERSION, "claims": claims}, indent=1, sort_keys=True)
+    write_text(path, text + "\n")
+
+
+def entry(record: dict[str, Any]) -> dict[str, Any]:
+    """What a baseline keeps of a claim record."""
+    return {
+        "claim": record["claim"],
+        "claim_key": record["claim_key"],
+        "model": record["identity"].get("model"),
+        "outcome": record["outcome"],
+        "estimate": record["estimate"],
+        "threshold": record["threshold"],
+        "claim_value": record["per_prompt"]["claim_value"],
+    }
+
+
+def compare(old: dict[str, Any] | None, record: dict[str, Any], *, margin: float, alpha: float) -> dict[str, Any]:
+    """Compare a claim record with its baseline entry; returns status, message and the numbers."""
+    from .stats import mean_test
+
+    if old is None:
+        return {"status": "new", "message": "no baseline for this claim"}
+    if old["claim_key"] != record["claim_key"]:
+        return {
+            "status": "changed",
+            "message": "the claim's prompts, intervention, metric or threshold changed since the baseline; "
+            "not compared (update the baseline to accept the new claim)",
+        }
+    before = f"{old['outcome']} with estimate {old['estimate']:.4g} on model {old.get('model')}"
+    now = f"{record['outcome']} with estimate {record['estimate']:.4g} on model {record['identity'].get('model')}"
+    result = {"old_outcome": old["outcome"], "old_estimate": old["estimate"], "old_model": old.get("model")}
+    if old["outcome"] == "HOLDS" and record["outcome"] != "HOLDS":
+        return {**result, "status": "regressed", "message": f"held in the baseline ({before}); now {now}"}
+    old_values = np.asarray(old["claim_value"], dtype=float)
+    new_values = np.asarray(record["per_prompt"]["claim_value"], dtype=float)
+    if old_values.shape == new_values.shape and np.array_equal(old_values, new_values):
+        return {**result, "status": "same", "message": "identical to the baseline"}
+    if old["outcome"] != "HOLDS" or old_values.shape != new_values.shape:
+        return {**result, "status": "ok", "message": f"baseline {before}"}
+    allowed = margin * abs(float(old_values.mean()))
+    p_noninferior = float(mean_test(new_values - old_values + allowed, "greater").pvalue)
+    result["p_noninferior"] = p_noninferior
+    if p_noninferior >= alpha:
+        drop = float(old_values.mean() - new_values.mean())
+        return {
+            **result,
+            "status": "regressed",
+            "message": f"effect fell from {old_values.mean():.4g} to {new_values.mean():.4g} (drop {drop:.4g}); "
+            f"the paired non-inferiority test cannot show a drop below the margin {allowed:.4g} "
+            f"(p = {p_noninferior:.2g}); baseline {before}",
+        }
+    return {**result, "status": "ok", "message": f"non-inferior to the baseline (p = {p_noninferior:.2g})"}

@@ -1,0 +1,48 @@
+"""A Markdown summary sized for a CI step summary: capped, and cut at a row boundary."""
+
+from __future__ import annotations
+
+MAX_CHARS = 60_000  # below GitHub's 1 MiB step-summary limit, with room for other steps
+
+
+def render_markdown(run: dict, max_chars: int = MAX_CHARS) -> str:
+    """Summary counts and one table row per claim; rows past ``max_chars`` are left out with a note."""
+    summary = run["summary"]
+    head = [
+        "# mitest claims",
+        "",
+        f"**{summary['claims']} claims**: {summary['holds']} hold, {summary['refuted']} refuted, "
+        f"{summary['inconclusive']} inconclusive, {summary['regressions']} baseline regressions "
+        f"(alpha {run['settings']['alpha']}, correction {run['settings']['correction']}).",
+        "",
+        "| verdict | claim | test | estimate | CI | threshold | p | baseline |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    text = "\n".join(head) + "\n"
+    for shown, claim in enumerate(run["claims"]):
+        row = _row(claim)
+        if len(text) + len(row) + 200 > max_chars:
+            left = len(run["claims"]) - shown
+            return text + f"\n_{left} more claims not shown (size cap); see run.json or report.html._\n"
+        text += row
+    return text
+
+
+def _row(claim: dict) -> str:
+    baseline = claim.get("baseline") or {}
+    status = baseline.get("status", "")
+    cells = [
+        f"**{claim['outcome']}**",
+        _escape(claim["claim"]),
+        f"`{_escape(claim['test'])}`",
+        f"{float(claim['estimate']):.4g}",
+        f"[{float(claim['low']):.4g}, {float(claim['high']):.4g}]",
+        f"{float(claim['threshold']):.4g}",
+        f"{float(claim['pvalue']):.2g}",
+        status + (f": {_escape(baseline.get('message', ''))}" if status == "regressed" else ""),
+    ]
+    return "| " + " | ".join(cells) + " |\n"
+
+
+def _escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")

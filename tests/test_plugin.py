@@ -1,0 +1,249 @@
+"""The pytest plugin, exercised on real inner suites with pytester."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+SUITE = '''
+import numpy as np
+import pytest
+import mitest as mt
+
+SHIFT = float(open("shift.txt").read()) if __import__("os").path.exists("shift.txt") else 1.5
+
+
+def effect(shift, noise=0.3, n=40):
+    rng = np.random.default_rng(0)
+    clean = rng.normal(3, 1, n)
+    return mt.Effect.from_values(clean, clean + shift + noise * rng.normal(size=n), metric="logit_diff")
+
+
+def test_holds(mi):
+    """Ablation raises the metric by at least 1."""
+    effect(SHIFT).expect_increase(at_least=1.0)
+
+
+def test_refuted(mi):
+    """A deliberately false claim."""
+    effect(0.2).expect_increase(at_least=1.0)
+
+
+def test_inconclusive(mi):
+    effect(1.05, noise=1.0, n=12).expect_increase(at_least=1.0)
+
+
+@pytest.mark.mitest(inconclusive="warn")
+def test_inconclusive_warned(mi):
+    effect(1.05, noise=1.0, n=12).expect_increase(at_least=1.0)
+'''
+
+
+@pytest.fixture
+def suite(pytester):
+    pytester.makepyfile(test_inner_claims=SUITE)
+    return pytester
+
+
+def _run(pytester, *args):
+    return pytester.runpytest("-p", "no:cacheprovider", *args)
+
+
+def test_verdicts_fail_the_right_items_with_readable_messages(suite):
+    result = _run(suite, "--junitxml=junit.xml")
+    result.assert_outcomes(passed=2, failed=2, warnings=1)
+    result.stdout.fnmatch_lines(["*_ test_refuted _*", "*REFUTED: mean increase of at least 1*", "*mitest claims*"])
+    junit = (suite.path / "junit.xml").read_text()
+    assert 'name="test_refuted"' in junit and "ClaimRefuted" in junit and "ClaimInconclusive" in junit
+
+
+def test_inconclusive_policy_from_the_command_line(suite):
+    _run(suite, "--mitest-inconclusive=xfail").assert_outcomes(passed=2, failed=1, xfailed=1, warnings=1)
+    _run(suite, "--mitest-inconclusive=warn").assert_outcomes(passed=3, failed=1, warnings=2)
+
+
+def test_reports_are_written_and_parse(suite):
+    _run(suite)
+    reports = suite.path / "reports"
+    run = json.loads((reports / "run.json").read_text())
+    assert run["schema"] == "mitest.run" and run["version"] == 1
+    assert run["summary"] == {"claims": 4, "holds": 1, "refuted": 1, "inconclusive": 2, "regressions": 0}
+    claim = next(c for c in run["claims"] if c["test"].endswith("test_refuted"))
+    for field in (
+        "id",
+        "estimate",
+        "low",
+        "high",
+        "pvalue",
+        "p_holm",
+        "p_bh",
+        "method",
+        "n",
+        "power",
+        "mde",
+        "worst",
+        "identity",
+        "baseline",
+        "seconds",
+    ):
+        assert field in claim
+    assert claim["alpha"] == pytest.approx(0.05 / 4)  # Bonferroni over the 4 collected claims
+    markdown = (reports / "summary.md").read_text()
+    assert "**REFUTED**" in markdown and "4 claims" in markdown
+    html = (reports / "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and html.count("<svg") >= 8 and "http" not in html
+    frame = pd.read_csv(reports / "per_prompt.csv")
+    assert len(frame) == 40 * 2 + 12 * 2 and {"clean", "intervened", "claim_value"} <= set(frame.columns)
+
+
+def test_an_interrupted_run_keeps_the_previous_report(suite):
+    _run(suite)
+    before = (suite.path / "reports" / "run.json").read_text()
+    suite.makepyfile(test_zz_interrupt="def test_stop(mi):\n    raise KeyboardInterrupt\n")
+    result = suite.runpytest_subprocess("-p", "no:cacheprovider")  # an interrupt must not stop this session
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert (suite.path / "reports" / "run.json").read_text() == before
+    assert not list((suite.path / "reports").glob("*.tmp"))
+
+
+def test_a_baseline_regression_fails_the_right_item(suite):
+    _run(suite)  # creates baselines/test_inner_claims.json locally
+    baseline_file = suite.path / "baselines" / "test_inner_claims.json"
+    assert "test_holds::0" in baseline_file.read_text()
+    _run(suite).assert_outcomes(passed=2, failed=2, warnings=1)  # unchanged: same verdicts
+    (suite.path / "shift.txt").write_text("1.15")  # the new "model release": the effect shrinks but still holds
+    result = _run(suite)
+    result.assert_outcomes(passed=1, failed=3, warnings=1)
+    result.stdout.fnmatch_lines(["*_ test_holds _*", "*BASELINE REGRESSION*effect fell from 1.5* to 1.2*"])
+    run = json.loads((suite.path / "reports" / "run.json").read_text())
+    assert run["summary"]["regressions"] == 1
+
+
+def test_a_claim_that_held_and_now_fails_is_a_regression(suite):
+    _run(suite)
+    (suite.path / "shift.txt").write_text("0.5")
+    result = _run(suite)
+    result.stdout.fnmatch_lines(["*_ test_holds _*", "*REFUTED*"])
+    run = json.loads((suite.path / "reports" / "run.json").read_text())
+    holds = next(c for c in run["claims"] if c["test"].endswith("test_holds"))
+    assert holds["baseline"]["status"] == "regressed" and "held in the baseline" in holds["baseline"]["message"]
+
+
+def test_a_changed_claim_is_reported_not_compared(suite):
+    _run(suite)
+    suite.makepyfile(
+        test_inner_claims=SUITE.replace(
+            "expect_increase(at_least=1.0)\n\n\ndef test_refuted", "expect_increase(at_least=0.8)\n\n\ndef test_refuted"
+        )
+    )
+    _run(suite)
+    run = json.loads((suite.path / "reports" / "run.json").read_text())
+    holds = next(c for c in run["claims"] if c["test"].endswith("test_holds"))
+    assert holds["baseline"]["status"] == "changed"
+
+
+def test_update_baseline_rewrites_and_passes(suite):
+    _run(suite)
+    (suite.path / "shift.txt").write_text("1.2")
+    _run(suite, "--mitest-update-baseline").assert_outcomes(passed=2, failed=2, warnings=1)
+    _run(suite).assert_outcomes(passed=2, failed=2, warnings=1)
+
+
+def test_the_ci_profile_reports_missing_baselines_and_writes_none(suite, monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    result = _run(suite)
+    result.stdout.fnmatch_lines(["*NO BASELINE*--mitest-update-baseline*"])
+    assert not (suite.path / "baselines").exists()
+
+
+def test_a_hand_broken_baseline_is_a_clear_error(suite):
+    (suite.path / "baselines").mkdir()
+    (suite.path / "baselines" / "test_inner_claims.json").write_text('{"schema": "mitest.baseline", "version": 1, "cla')
+    result = _run(suite)
+    result.stdout.fnmatch_lines(
+        ["*BaselineError: baseline *test_inner_claims.json is not valid JSON*--mitest-update-baseline*"]
+    )
+    result.assert_outcomes(failed=4)
+
+
+def test_xdist_merges_worker_results_into_the_same_report(suite):
+    serial = _run(suite, "--mitest-report-dir=serial")
+    parallel = suite.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--mitest-report-dir=parallel")
+    serial.assert_outcomes(passed=2, failed=2, warnings=1)
+    parallel.assert_outcomes(passed=2, failed=2)
+
+    def claims(folder):
+        run = json.loads((suite.path / folder / "run.json").read_text())
+        drop = {"seconds", "baseline"}
+        return [{k: v for k, v in c.items() if k not in drop} for c in run["claims"]]
+
+    assert claims("parallel") == claims("serial")
+
+
+def test_the_plugin_imports_without_torch():
+    code = "import sys, mitest.plugin; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.split() == ["False", "False"]
+
+
+def test_markdown_is_size_capped_at_a_row_boundary():
+    from mitest.report.markdown import render_markdown
+
+    claim = {
+        "outcome": "HOLDS",
+        "claim": "x" * 200,
+        "test": "t",
+        "estimate": 1.0,
+        "low": 0.5,
+        "high": 1.5,
+        "threshold": 0.1,
+        "pvalue": 0.01,
+    }
+    run = {
+        "summary": {"claims": 500, "holds": 500, "refuted": 0, "inconclusive": 0, "regressions": 0},
+        "settings": {"alpha": 0.05, "correction": "bonferroni"},
+        "claims": [claim] * 500,
+    }
+    text = render_markdown(run, max_chars=5000)
+    assert len(text) <= 5000 and text.rstrip().endswith("see run.json or report.html._")
+    assert all(line.startswith("|") or not line.startswith("| ") for line in text.splitlines())
+
+
+def test_atomic_writes_leave_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    from mitest import atomic
+
+    target = tmp_path / "run.json"
+    target.write_text("old")
+
+    def broken_replace(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(atomic.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        atomic.write_text(target, "new")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def test_the_command_line_reports_and_compares_runs(suite):
+    _run(suite, "--mitest-report-dir=before")
+    (suite.path / "shift.txt").write_text("0.5")
+    _run(suite, "--mitest-report-dir=after")
+    before, after = suite.path / "before" / "run.json", suite.path / "after" / "run.json"
+
+    def mitest(*args):
+        return subprocess.run([sys.executable, "-m", "mitest.cli", *args], capture_output=True, text=True)
+
+    same = mitest("compare", str(before), str(before))
+    assert same.returncode == 0 and "0 regression(s)" in same.stdout
+    worse = mitest("compare", str(before), str(after))
+    assert worse.returncode == 1 and "regressed" in worse.stdout and "held in the baseline" in worse.stdout
+    rendered = mitest("report", str(after), "--out", str(suite.path / "again"))
+    assert rendered.returncode == 0 and (suite.path / "again" / "report.html").exists()
+    broken = suite.path / "broken.json"
+    broken.write_text("{}")
+    bad = mitest("report", str(broken))
+    assert bad.returncode == 2 and "not a mitest run record" in bad.stderr
