@@ -44,7 +44,8 @@ def test_inconclusive_warned(mi):
 
 
 @pytest.fixture
-def suite(pytester):
+def suite(pytester, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)  # inner runs use the default profile unless a test sets CI
     pytester.makepyfile(test_inner_claims=SUITE)
     return pytester
 
