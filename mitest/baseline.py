@@ -6,8 +6,9 @@ A run is compared claim by claim with the stored baseline:
 * the claim's identity (prompts, intervention, metric, claim and threshold) changed: reported as
   ``changed`` and not compared;
 * it HELD in the baseline and does not now: ``regressed``;
-* it HELD and still holds, but a paired non-inferiority test on the same prompts cannot show that
-  the effect fell by less than its margin: ``regressed``;
+* it HELD and still holds, but a paired non-inferiority test on the same prompts (cluster-aware
+  when prompts have groups) cannot show that the effect lost less than ``margin`` of the room it
+  had above the claim's boundary: ``regressed``;
 * otherwise ``same`` (identical values) or ``ok``.
 """
 
@@ -44,7 +45,7 @@ def load(path: Path) -> dict[str, dict[str, Any]]:
     if data.get("version") != VERSION:
         raise BaselineError(f"baseline {path} has version {data.get('version')}; this mitest reads version {VERSION}")
     for key, entry in data["claims"].items():
-        missing = [f for f in ("claim_key", "outcome", "estimate", "claim_value") if f not in entry]
+        missing = [f for f in ("claim_key", "outcome", "estimate", "gap", "claim_value") if f not in entry]
         if missing:
             raise BaselineError(f"baseline {path}: claim {key!r} lacks {', '.join(missing)}; rewrite the baseline")
     return data["claims"]
@@ -65,13 +66,15 @@ def entry(record: dict[str, Any]) -> dict[str, Any]:
         "outcome": record["outcome"],
         "estimate": record["estimate"],
         "threshold": record["threshold"],
+        "gap": record["gap"],
         "claim_value": record["per_prompt"]["claim_value"],
+        "group": record["per_prompt"].get("group"),
     }
 
 
 def compare(old: dict[str, Any] | None, record: dict[str, Any], *, margin: float, alpha: float) -> dict[str, Any]:
     """Compare a claim record with its baseline entry; returns status, message and the numbers."""
-    from .stats import mean_test
+    from .stats import mean_test, units
 
     if old is None:
         return {"status": "new", "message": "no baseline for this claim"}
@@ -92,8 +95,10 @@ def compare(old: dict[str, Any] | None, record: dict[str, Any], *, margin: float
         return {**result, "status": "same", "message": "identical to the baseline"}
     if old["outcome"] != "HOLDS" or old_values.shape != new_values.shape:
         return {**result, "status": "ok", "message": f"baseline {before}"}
-    allowed = margin * abs(float(old_values.mean()))
-    p_noninferior = float(mean_test(new_values - old_values + allowed, "greater").pvalue)
+    # The effect may lose at most `margin` of the room it had above the claim's boundary.
+    allowed = margin * abs(float(old.get("gap", 0.0)))
+    difference = units(new_values - old_values + allowed, old.get("group"))
+    p_noninferior = float(mean_test(difference, "greater").pvalue)
     result["p_noninferior"] = p_noninferior
     if p_noninferior >= alpha:
         drop = float(old_values.mean() - new_values.mean())
@@ -101,7 +106,7 @@ def compare(old: dict[str, Any] | None, record: dict[str, Any], *, margin: float
             **result,
             "status": "regressed",
             "message": f"effect fell from {old_values.mean():.4g} to {new_values.mean():.4g} (drop {drop:.4g}); "
-            f"the paired non-inferiority test cannot show a drop below the margin {allowed:.4g} "
+            f"the paired non-inferiority test cannot show a drop below the allowed {allowed:.4g} "
             f"(p = {p_noninferior:.2g}); baseline {before}",
         }
     return {**result, "status": "ok", "message": f"non-inferior to the baseline (p = {p_noninferior:.2g})"}

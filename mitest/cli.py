@@ -39,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:  # ReportError and BaselineError are ValueErrors with readable messages
         print(f"mitest: {error}", file=sys.stderr)
         return 2
+    except (KeyError, TypeError) as error:
+        print(
+            f"mitest: the run file is missing or has a malformed field ({error}); was it written by mitest?",
+            file=sys.stderr,
+        )
+        return 2
 
 
 def _report(path: Path, out: Path | None) -> int:

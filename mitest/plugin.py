@@ -53,6 +53,7 @@ class State:
     records: list[dict[str, Any]] = field(default_factory=list)
     baselines: dict[Path, dict[str, dict[str, Any]]] = field(default_factory=dict)
     report_files: list[Path] = field(default_factory=list)
+    claim_suite: bool = False
 
 
 STATE = pytest.StashKey[State]()
@@ -82,7 +83,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("mitest", "mechanistic-interpretability claims")
     for name, ini, kind, default, text in _SETTINGS:
         group.addoption(f"--mitest-{name}", dest=f"mitest_{name.replace('-', '_')}", type=kind, default=None, help=text)
-        parser.addini(ini, text, default=str(default))
+        try:  # pytest >= 9 reads native TOML numbers for typed ini options
+            parser.addini(ini, text, type=kind.__name__ if kind is not str else "string", default=default)
+        except (TypeError, ValueError):
+            parser.addini(ini, text, default=str(default))
     group.addoption(
         "--mitest-update-baseline", action="store_true", default=False, help="rewrite the baselines from this run"
     )
@@ -95,11 +99,12 @@ def _resolve(config: pytest.Config) -> Options:
         if value is None:
             raw = config.getini(ini)
             try:
-                value = kind(raw) if raw != "" or kind is str else default
+                value = kind(raw) if raw not in ("", None) or kind is str else default
             except ValueError:
                 raise pytest.UsageError(f"ini option {ini} = {raw!r} is not a valid {kind.__name__}") from None
         values[name] = value
-    profile = values["profile"] or ("ci" if os.environ.get("CI") else "default")
+    in_ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    profile = values["profile"] or ("ci" if in_ci else "default")
     if profile not in ("default", "ci"):
         raise pytest.UsageError(f"--mitest-profile must be 'default' or 'ci', got {profile!r}")
     if values["inconclusive"] not in POLICIES:
@@ -108,11 +113,15 @@ def _resolve(config: pytest.Config) -> Options:
         raise pytest.UsageError("--mitest-correction must be 'bonferroni' or 'none'")
     if not 0 < values["alpha"] < 0.5:
         raise pytest.UsageError(f"--mitest-alpha must be in (0, 0.5), got {values['alpha']}")
+    if not (math.isfinite(values["margin"]) and values["margin"] >= 0):
+        raise pytest.UsageError(f"--mitest-margin must be a finite number >= 0, got {values['margin']}")
+    if values["n"] < 1:
+        raise pytest.UsageError(f"--mitest-n must be at least 1, got {values['n']}")
     root = config.rootpath
     return Options(
         alpha=values["alpha"],
         correction=values["correction"],
-        seed=0 if profile == "ci" and config.getoption("mitest_seed") is None else values["seed"],
+        seed=values["seed"],
         n=values["n"],
         inconclusive=values["inconclusive"],
         report_dir=(root / values["report-dir"]) if values["report-dir"] else None,
@@ -125,11 +134,14 @@ def _resolve(config: pytest.Config) -> Options:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "mitest(inconclusive='fail|xfail|warn', margin=0.2): per-test mitest settings for its claims"
+        "markers",
+        "mitest(inconclusive='fail|xfail|warn', margin=0.2, claims=1): per-test mitest settings; claims is how "
+        "many claims the test decides (it sizes the Bonferroni family)",
     )
     options = _resolve(config)
     config.stash[STATE] = State(options)
-    config.pluginmanager.register(Recorder(config.stash[STATE]), "mitest-recorder")
+    recorder = Recorder(config.stash[STATE], is_worker=hasattr(config, "workerinput"))
+    config.pluginmanager.register(recorder, "mitest-recorder")
     from mitest.config import settings
 
     config.stash[SAVED] = (settings.alpha, settings.seed, settings.family_size)
@@ -144,13 +156,28 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         settings.alpha, settings.seed, settings.family_size = config.stash[SAVED]
 
 
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The claim family is every collected test that uses ``mi``; each is tested at alpha / family."""
+    """The claim family: one claim per selected test that uses ``mi``, or as many as its
+    ``@pytest.mark.mitest(claims=N)`` declares. Each claim is tested at alpha / family."""
     from mitest.config import settings
 
-    options = config.stash[STATE].options
-    family = sum(1 for item in items if "mi" in getattr(item, "fixturenames", ()))
-    settings.family_size = max(1, family) if options.correction == "bonferroni" else 1
+    state = config.stash[STATE]
+    family = sum(_declared_claims(item) for item in items if _uses_mi(item))
+    state.claim_suite = family > 0
+    settings.family_size = max(1, family) if state.options.correction == "bonferroni" else 1
+
+
+def _uses_mi(item: pytest.Item) -> bool:
+    return "mi" in getattr(item, "fixturenames", ())
+
+
+def _declared_claims(item: pytest.Item) -> int:
+    marker = item.get_closest_marker("mitest")
+    claims = marker.kwargs.get("claims", 1) if marker else 1
+    if not isinstance(claims, int) or claims < 1:
+        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.mitest(claims=...) must be a positive int")
+    return claims
 
 
 class Mi:
@@ -181,7 +208,7 @@ def mi(request: pytest.FixtureRequest) -> Mi:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
     """Record the claims of tests that use ``mi``, apply the INCONCLUSIVE policy, gate on baselines."""
-    if "mi" not in getattr(item, "fixturenames", ()):
+    if not _uses_mi(item):
         return (yield)
     from mitest.config import listeners
 
@@ -205,10 +232,18 @@ def pytest_runtest_call(item: pytest.Item):
     finally:
         listeners.remove(listen)
     problems = _check_baselines(item, records, state, overrides)
+    declared = _declared_claims(item)
+    if len(records) > declared and state.options.correction == "bonferroni":
+        problems.append(
+            f"this test decided {len(records)} claims but the family counted {declared}; declare "
+            f"@pytest.mark.mitest(claims={len(records)}) so each claim is tested at the right alpha"
+        )
     item.user_properties.append((CLAIMS, json.dumps(_json_safe(records), allow_nan=False)))
     if failure is not None:
         if type(failure).__name__ == "ClaimInconclusive" and not problems:
             return _inconclusive(failure, overrides.get("inconclusive", state.options.inconclusive))
+        if problems and isinstance(failure, AssertionError):
+            raise BaselineRegression(str(failure) + "\n" + "\n".join(problems)) from failure
         raise failure
     if problems:
         raise BaselineRegression("\n".join(problems))
@@ -229,14 +264,14 @@ def _inconclusive(error: BaseException, policy: str) -> None:
 def _record(item: pytest.Item, index: int, verdict: Any, effect: Any, per_prompt: Any, seed: int) -> dict:
     identity = dict(effect.identity or {"values": "external", "n": effect.n})
     identity.update(claim=verdict.claim, threshold=verdict.threshold, seed=seed)
-    comparable = {key: value for key, value in identity.items() if key != "model"}
+    comparable = {key: value for key, value in identity.items() if key not in ("model", "seed")}
     data = verdict.to_dict()
     method = data.pop("test")
     groups = None if effect.groups is None else [str(g) for g in effect.groups]
     return {
         **data,
         "method": method,
-        "test": item.nodeid,
+        "test": _test_id(item),
         "index": index,
         "identity": identity,
         "id": _digest(identity),
@@ -250,6 +285,14 @@ def _record(item: pytest.Item, index: int, verdict: Any, effect: Any, per_prompt
             "claim_value": [float(v) for v in per_prompt],
         },
     }
+
+
+def _test_id(item: pytest.Item) -> str:
+    """The node id without the ``@group`` suffix that ``--dist loadgroup`` appends."""
+    marker = item.get_closest_marker("xdist_group")
+    group = (marker.args[0] if marker.args else marker.kwargs.get("name")) if marker else None
+    suffix = f"@{group}" if group else ""
+    return item.nodeid[: -len(suffix)] if suffix and item.nodeid.endswith(suffix) else item.nodeid
 
 
 def _json_safe(value: Any) -> Any:
@@ -280,15 +323,22 @@ def _check_baselines(item: pytest.Item, records: list[dict], state: State, overr
     if not records:
         return []
     path = _baseline_path(item, state.options)
+    for record in records:
+        record["baseline_file"] = str(path)
+    if state.options.update_baseline:
+        for record in records:
+            record["baseline"] = {"status": "updated", "message": "baseline rewritten from this run"}
+        return []
     if path not in state.baselines:
-        state.baselines[path] = baseline.load(path)  # a broken file fails the test with BaselineError
+        try:
+            state.baselines[path] = baseline.load(path)
+        except baseline.BaselineError as error:
+            for record in records:
+                record["baseline"] = {"status": "error", "message": str(error)}
+            return [f"BASELINE ERROR: {error}"]
     stored = state.baselines[path]
     problems = []
     for record in records:
-        record["baseline_file"] = str(path)
-        if state.options.update_baseline:
-            record["baseline"] = {"status": "updated", "message": "baseline rewritten from this run"}
-            continue
         key = f"{record['test']}::{record['index']}"
         comparison = baseline.compare(
             stored.get(key), record, margin=float(overrides.get("margin", state.options.margin)), alpha=record["alpha"]
@@ -296,12 +346,13 @@ def _check_baselines(item: pytest.Item, records: list[dict], state: State, overr
         record["baseline"] = comparison
         if comparison["status"] == "regressed":
             problems.append(f"BASELINE REGRESSION: {record['claim']}: {comparison['message']}")
-        elif comparison["status"] == "new" and state.options.profile == "ci":
+        elif comparison["status"] in ("new", "changed") and state.options.profile == "ci":
+            what = "has no baseline" if comparison["status"] == "new" else "changed since its baseline"
             problems.append(
-                f"NO BASELINE: {record['claim']} has no baseline in {path}; the ci profile does not create one. "
+                f"NO BASELINE: {record['claim']} {what} in {path}; the ci profile does not write baselines. "
                 "Run the suite with --mitest-update-baseline locally and commit the file."
             )
-            comparison["message"] = "no baseline (ci profile: not created)"
+            comparison["message"] += " (ci profile: not written)"
     return problems
 
 
@@ -312,24 +363,33 @@ class Recorder:
     merged records, the baselines and the reports are written in one place.
     """
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, is_worker: bool) -> None:
         self.state = state
+        self.is_worker = is_worker  # an xdist worker must pass the records on to the controller
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "call":
+        """Take the claim records off the report (so JUnit XML does not carry per-prompt arrays)."""
+        if report.when != "call" or self.is_worker:
             return
+        kept = []
         for name, value in getattr(report, "user_properties", ()):
             if name == CLAIMS:
                 self.state.records.extend(json.loads(value))
+            else:
+                kept.append((name, value))
+        report.user_properties = kept
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """On the controller: write baselines and reports (an interrupted run keeps the old reports)."""
         state = self.state
-        if hasattr(session.config, "workerinput") or not state.records:
+        if self.is_worker or exitstatus == pytest.ExitCode.INTERRUPTED:
             return
+        if not (state.records or state.claim_suite):
+            return  # not a claims run: leave the report folder alone
         state.records.sort(key=lambda r: (r["test"], r["index"]))
         _write_baselines(state)
-        if exitstatus == pytest.ExitCode.INTERRUPTED or state.options.report_dir is None:
+        if state.options.report_dir is None:
             return
         from mitest.report import build_run, write_reports
 
@@ -354,7 +414,12 @@ def _write_baselines(state: State) -> None:
         if options.update_baseline or (status == "new" and options.profile != "ci"):
             by_file.setdefault(Path(record["baseline_file"]), []).append(record)
     for path, records in by_file.items():
-        stored = baseline.load(path)
+        try:
+            stored = baseline.load(path)
+        except baseline.BaselineError:
+            if not options.update_baseline:
+                continue
+            stored = {}  # --mitest-update-baseline replaces a broken file
         for record in records:
             stored[f"{record['test']}::{record['index']}"] = baseline.entry(record)
             if record["baseline"]["status"] == "new":

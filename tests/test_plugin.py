@@ -165,10 +165,11 @@ def test_a_hand_broken_baseline_is_a_clear_error(suite):
     (suite.path / "baselines").mkdir()
     (suite.path / "baselines" / "test_inner_claims.json").write_text('{"schema": "mitest.baseline", "version": 1, "cla')
     result = _run(suite)
-    result.stdout.fnmatch_lines(
-        ["*BaselineError: baseline *test_inner_claims.json is not valid JSON*--mitest-update-baseline*"]
-    )
+    result.stdout.fnmatch_lines(["*BASELINE ERROR: baseline *test_inner_claims.json is not valid JSON*"])
     result.assert_outcomes(failed=4)
+    assert json.loads((suite.path / "reports" / "run.json").read_text())["summary"]["claims"] == 4
+    _run(suite, "--mitest-update-baseline").assert_outcomes(passed=2, failed=2, warnings=1)
+    _run(suite).assert_outcomes(passed=2, failed=2, warnings=1)
 
 
 def test_xdist_merges_worker_results_into_the_same_report(suite):
@@ -248,3 +249,86 @@ def test_the_command_line_reports_and_compares_runs(suite):
     broken.write_text("{}")
     bad = mitest("report", str(broken))
     assert bad.returncode == 2 and "not a mitest run record" in bad.stderr
+
+
+def test_loadgroup_runs_use_the_same_baseline_keys(suite):
+    grouped = SUITE.replace("def test_holds(mi):", '@pytest.mark.xdist_group("model")\ndef test_holds(mi):')
+    suite.makepyfile(test_inner_claims=grouped)
+    _run(suite)  # serial run creates the baselines
+    parallel = suite.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup", "-k", "holds")
+    parallel.assert_outcomes(passed=1)
+    stored = json.loads((suite.path / "baselines" / "test_inner_claims.json").read_text())["claims"]
+    assert not [key for key in stored if "@" in key]
+
+
+def test_seed_changes_do_not_hide_regressions(suite):
+    _run(suite)
+    (suite.path / "shift.txt").write_text("1.15")
+    _run(suite, "--mitest-seed=7").stdout.fnmatch_lines(["*BASELINE REGRESSION*"])
+
+
+def test_equivalence_claims_may_wobble_within_their_room(suite, monkeypatch):
+    suite.makepyfile(
+        test_inner_claims="""
+import os
+import numpy as np
+import mitest as mt
+
+def test_irrelevant(mi):
+    rng = np.random.default_rng(0)
+    clean = rng.normal(3, 1, 40)
+    noise = float(os.environ.get("NOISE", "0"))
+    mt.Effect.from_values(clean, clean + noise * rng.normal(size=40)).expect_no_change(within=0.05)
+"""
+    )
+    _run(suite).assert_outcomes(passed=1)
+    monkeypatch.setenv("NOISE", "0.001")
+    _run(suite).assert_outcomes(passed=1)  # a tiny numerical change stays well within the claim's room
+
+
+def test_the_ci_profile_fails_changed_claims_and_ci_false_is_not_ci(suite, monkeypatch):
+    _run(suite)
+    suite.makepyfile(
+        test_inner_claims=SUITE.replace(
+            "expect_increase(at_least=1.0)\n\n\ndef test_refuted", "expect_increase(at_least=0.8)\n\n\ndef test_refuted"
+        )
+    )
+    monkeypatch.setenv("CI", "false")
+    _run(suite).assert_outcomes(passed=2, failed=2, warnings=1)
+    monkeypatch.setenv("CI", "true")
+    _run(suite).stdout.fnmatch_lines(["*changed since its baseline*--mitest-update-baseline*"])
+
+
+def test_several_claims_in_one_test_must_be_declared(suite):
+    suite.makepyfile(
+        test_inner_claims="""
+import numpy as np
+import pytest
+import mitest as mt
+
+def effect():
+    rng = np.random.default_rng(0)
+    clean = rng.normal(3, 1, 40)
+    return mt.Effect.from_values(clean, clean + 2 + 0.3 * rng.normal(size=40))
+
+def test_undeclared(mi):
+    effect().expect_increase(at_least=1.0)
+    effect().expect_increase(at_least=1.5)
+
+@pytest.mark.mitest(claims=2)
+def test_declared(mi):
+    assert effect().expect_increase(at_least=1.0).alpha == pytest.approx(0.05 / 3)
+    effect().expect_increase(at_least=1.5)
+"""
+    )
+    result = _run(suite)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*decided 2 claims but the family counted 1*claims=2*"])
+
+
+def test_reports_keep_the_files_readable_by_others(suite):
+    import stat
+
+    _run(suite)
+    mode = stat.S_IMODE((suite.path / "reports" / "run.json").stat().st_mode)
+    assert mode & 0o044 == 0o044
