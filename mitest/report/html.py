@@ -58,7 +58,8 @@ def _claim_row(claim: dict) -> str:
 
 def _forest(claim: dict, color: str) -> str:
     low, high, estimate, threshold = (float(claim[key]) for key in ("low", "high", "estimate", "threshold"))
-    finite = [v for v in (low, high, estimate, threshold) if math.isfinite(v)]
+    bounds = [-threshold, threshold] if "±" in claim["claim"] else [threshold]  # equivalence has two margins
+    finite = [v for v in (low, high, estimate, *bounds) if math.isfinite(v)]
     lo, hi = min(finite), max(finite)
     pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
     lo, hi = lo - pad, hi + pad
@@ -67,12 +68,14 @@ def _forest(claim: dict, color: str) -> str:
         value = min(max(value, lo), hi)
         return 10 + (value - lo) / (hi - lo) * (WIDTH - 20)
 
+    marks = "".join(
+        f'<line x1="{x(b):.1f}" x2="{x(b):.1f}" y1="2" y2="24" stroke="#1f2328" stroke-dasharray="3,2"/>'
+        for b in bounds
+    )
     return (
         f'<svg width="{WIDTH}" height="{ROW + 14}" role="img" aria-label="estimate {estimate:.4g}">'
         f'<line x1="{x(low):.1f}" x2="{x(high):.1f}" y1="13" y2="13" stroke="{color}" stroke-width="3"/>'
-        f'<circle cx="{x(estimate):.1f}" cy="13" r="5" fill="{color}"/>'
-        f'<line x1="{x(threshold):.1f}" x2="{x(threshold):.1f}" y1="2" y2="24" '
-        'stroke="#1f2328" stroke-dasharray="3,2"/>'
+        f'<circle cx="{x(estimate):.1f}" cy="13" r="5" fill="{color}"/>{marks}'
         f'<text x="10" y="{ROW + 10}" font-size="10" fill="#59636e">{lo:.3g}</text>'
         f'<text x="{WIDTH - 10}" y="{ROW + 10}" font-size="10" fill="#59636e" text-anchor="end">{hi:.3g}</text>'
         f"</svg>"
