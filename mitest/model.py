@@ -135,7 +135,10 @@ class Model:
         It names the model in a claim's identity, so a baseline compares like with like. Weights
         enter through each tensor's name, shape, dtype and a strided sample of its values.
         """
-        version = self.weights_version()
+        return self.revision_at(self.weights_version())
+
+    def revision_at(self, version: tuple) -> str:
+        """:attr:`revision` for a ``weights_version()`` the caller already computed (no second pass)."""
         if self._revision is not None and self._revision[0] == version:
             return self._revision[1]
         digest = hashlib.sha256()

@@ -92,7 +92,7 @@ def measure(
         hooks=tuple({"site": s.site, "fired": s.fired, "changed": s.changed} for s in stats),
         flipped=top1 != clean_top1,
         identity={
-            "model": model.revision,
+            "model": model.revision_at(engine.version),
             "prompts": prompts.fingerprint,
             "intervention": intervention.key(),
             "metric": metric.key() if not isinstance(metric, Custom) else f"custom:{metric.name}",
@@ -146,7 +146,8 @@ class _Engine:
         self.batch_size = batch_size
         self.eager = False
         self.cache = model.cache
-        self.cache.sync(model.weights_version())
+        self.version = model.weights_version()  # computed once per measure call
+        self.cache.sync(self.version)
 
     def passes(self, prompts: Prompts) -> int:
         return -(-len(prompts) // self.batch_size)
