@@ -1,39 +1,54 @@
-"""Fixtures for the hypothesis suites in hypotheses/ (session scope: built once per run)."""
+"""Fixtures for the hypothesis suites in hypotheses/: zoo models and their prompt sets (session scope).
+
+``--model`` swaps the model the induction suites run against: a zoo name (``induction-early``, the
+checkpoint taken before the induction heads formed) or a local model directory (a new release).
+Baselines then gate it: every claim that held on the reference model must still hold.
+"""
 
 from __future__ import annotations
 
 import pytest
-import torch
-import transformers
 
 import mitest as mt
+from mitest.zoo import induction
 
 
-@pytest.fixture(scope="session")
-def tiny_gpt2() -> mt.Model:
-    """A seeded, random-weight 2-layer GPT-2 (4 heads, d_model 32, vocab 64).
-
-    A stand-in until the model zoo ships trained reference models: claims about it are the
-    structural facts every causal transformer must satisfy.
-    """
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(
-        n_layer=2, n_head=4, n_embd=32, vocab_size=64, n_positions=64, bos_token_id=0, eos_token_id=0
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--model",
+        default="induction",
+        help="model for the induction suites: a mitest zoo name or a local model directory (default: induction)",
     )
-    model = transformers.GPT2LMHeadModel(config)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() >= 2:
-                param.normal_(0.0, 0.3)
-    return mt.Model.from_hf(model.eval())
 
 
 @pytest.fixture(scope="session")
-def random_pairs() -> mt.Prompts:
-    """24 random 12-token prompts, each with a corrupted twin that differs from position 6 on."""
-    g = torch.Generator().manual_seed(1)
-    tokens = torch.randint(1, 64, (24, 12), generator=g)
-    corrupted = tokens.clone()
-    corrupted[:, 6:] = torch.randint(1, 64, (24, 6), generator=g)
-    answers = torch.randint(1, 64, (24,), generator=g)
-    return mt.Prompts(tokens, answers=answers, wrong=(answers + 1) % 64, corrupted=corrupted)
+def induction_model(request: pytest.FixtureRequest) -> mt.Model:
+    """The 2-layer attention-only induction model (``mt.zoo.load('induction')``), or ``--model``."""
+    name = request.config.getoption("--model")
+    return mt.zoo.load(name).model if name in mt.zoo.names() else mt.Model.load(name)
+
+
+@pytest.fixture(scope="session")
+def repeated() -> mt.Prompts:
+    """64 prompts ``[BOS] + r + r`` (r: 16 random tokens); score with ``mt.metrics.loss('second_half')``."""
+    return induction.repeated()
+
+
+@pytest.fixture(scope="session")
+def next_token() -> mt.Prompts:
+    """64 prompts ``[BOS] + r + r[:k]`` answered by ``r[k]``; corrupted twins replace the first copy."""
+    return induction.next_token()
+
+
+@pytest.fixture(scope="session")
+def greater_than_model() -> mt.Model:
+    """The 2-layer GPT-2 trained on the greater-than task (``mt.zoo.load('greater-than')``)."""
+    return mt.zoo.load("greater-than").model
+
+
+@pytest.fixture(scope="session")
+def years(greater_than_model: mt.Model) -> mt.Prompts:
+    """Greater-than prompts ('... from the year 17YY to the year 17') with '01' corrupted twins."""
+    from mitest.zoo import greater_than
+
+    return greater_than.prompt_sets(greater_than_model)["years"]

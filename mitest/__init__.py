@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "metrics": "mitest.metrics",
     "stats": "mitest.stats",
+    "zoo": "mitest.zoo",
     "Effect": "mitest.claims",
     "ClaimInconclusive": "mitest.claims",
     "ClaimRefuted": "mitest.claims",
@@ -67,7 +68,7 @@ _EXPORTS = {
     "Verdict": "mitest.verdict",
 }
 
-_MODULES = {"metrics", "stats"}
+_MODULES = {"metrics", "stats", "zoo"}
 
 __all__ = sorted(_EXPORTS)
 
