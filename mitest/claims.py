@@ -131,6 +131,9 @@ class Effect:
 
     # -- claims ----------------------------------------------------------------------------------
 
+    # Public claims and their machinery set ``__tracebackhide__``: a failing claim's traceback in
+    # pytest ends at the user's ``expect_*`` line, not inside mitest.
+
     def expect_increase(self, at_least: float, *, relative: bool = False, alpha: float | None = None) -> Verdict:
         """Claim: the intervention raises the metric by at least ``at_least`` on average.
 
@@ -138,10 +141,12 @@ class Effect:
         at_least". With ``relative=True`` the threshold is a fraction of the clean metric's size
         (the estimate is ``mean(delta) / mean(|clean|)``).
         """
+        __tracebackhide__ = True
         return self._expect_change(self.delta, at_least, relative, alpha, "increase")
 
     def expect_decrease(self, at_least: float, *, relative: bool = False, alpha: float | None = None) -> Verdict:
         """Claim: the intervention lowers the metric by at least ``at_least`` on average (see above)."""
+        __tracebackhide__ = True
         return self._expect_change(-self.delta, at_least, relative, alpha, "decrease")
 
     def expect_no_change(self, *, within: float | None = None, alpha: float | None = None) -> Verdict:
@@ -149,6 +154,7 @@ class Effect:
 
         The margin is required: "no change" is only testable against a stated tolerance.
         """
+        __tracebackhide__ = True
         if within is None or not np.isfinite(within) or within <= 0:
             raise MitestError("expect_no_change needs a positive margin, e.g. expect_no_change(within=0.05)")
         self._check_units()
@@ -178,6 +184,7 @@ class Effect:
         Recovery is the ratio of means ``sum(intervened - base) / sum(clean - base)`` with the
         corrupted run as base (a faithfulness score for a patch or circuit), bootstrap CI.
         """
+        __tracebackhide__ = True
         if self.corrupted is None:
             raise MitestError(
                 "expect_recovery needs the base (corrupted) run: measure with Prompts(..., corrupted=...) "
@@ -218,6 +225,7 @@ class Effect:
 
         Exact binomial test with a Wilson interval; with groups, the cluster-aware paired test.
         """
+        __tracebackhide__ = True
         if self.flipped is None:
             raise MitestError("expect_flip_rate needs top-1 flips: use mt.measure or Effect.from_values(flipped=...)")
         if not 0 <= at_least <= 1:
@@ -252,6 +260,7 @@ class Effect:
     # -- shared machinery --------------------------------------------------------------------
 
     def _expect_change(self, change: np.ndarray, at_least: float, relative: bool, alpha: float | None, word: str):
+        __tracebackhide__ = True
         _check_finite(at_least)
         self._check_units()
         a = claim_alpha(alpha)
@@ -316,6 +325,7 @@ class Effect:
     ) -> Verdict:
         """Decide from the p-values; ``spread`` holds the test's units in the estimate's scale and
         ``gap`` the distance between the estimate and the boundary the test must resolve."""
+        __tracebackhide__ = True
         p_holds, p_refuted = p
         outcome = HOLDS if p_holds < alpha else REFUTED if p_refuted < alpha else INCONCLUSIVE
         with np.errstate(over="ignore"):
@@ -364,6 +374,7 @@ def expect_monotonic(effects: Sequence[Effect], *, increasing: bool = True, alph
     Kendall tau between dose order and value; the claim HOLDS when the mean tau is significantly
     above 0 (the paired, cluster-aware test), REFUTED when significantly below.
     """
+    __tracebackhide__ = True
     effects = list(effects)
     if len(effects) < 2:
         raise MitestError("expect_monotonic needs at least 2 effects, in dose order")

@@ -6,8 +6,10 @@ eval mode and back, hooks live only for the duration of a run, and attention set
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +69,8 @@ class Model:
         offline = {"local_files_only": True, "trust_remote_code": False}
         config = transformers.AutoConfig.from_pretrained(directory, **offline)
         model_class = _model_class(config)
-        model = model_class.from_pretrained(directory, use_safetensors=True, dtype=dtype, **offline)
+        with _quiet_loading(transformers):
+            model = model_class.from_pretrained(directory, use_safetensors=True, dtype=dtype, **offline)
         tokenizer = None
         if any(
             (directory / name).is_file()
@@ -239,3 +242,16 @@ def _model_class(config: Any) -> type:
     if getattr(config, "is_decoder", True) and config.model_type != "bert":
         return transformers.AutoModelForCausalLM
     return transformers.AutoModelForMaskedLM
+
+
+@contextlib.contextmanager
+def _quiet_loading(transformers: Any) -> Iterator[None]:
+    """No 'Loading weights' progress bar from transformers while mitest loads a local model."""
+    logging = transformers.utils.logging
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()

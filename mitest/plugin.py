@@ -208,6 +208,7 @@ def mi(request: pytest.FixtureRequest) -> Mi:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
     """Record the claims of tests that use ``mi``, apply the INCONCLUSIVE policy, gate on baselines."""
+    __tracebackhide__ = True
     if not _uses_mi(item):
         return (yield)
     from mitest.config import listeners
@@ -243,7 +244,9 @@ def pytest_runtest_call(item: pytest.Item):
         if type(failure).__name__ == "ClaimInconclusive" and not problems:
             return _inconclusive(failure, overrides.get("inconclusive", state.options.inconclusive))
         if problems and isinstance(failure, AssertionError):
-            raise BaselineRegression(str(failure) + "\n" + "\n".join(problems)) from failure
+            # Same traceback as the claim (ending at the user's line), the regression added to its message.
+            regression = BaselineRegression(str(failure) + "\n" + "\n".join(problems))
+            raise regression.with_traceback(failure.__traceback__) from None
         raise failure
     if problems:
         raise BaselineRegression("\n".join(problems))

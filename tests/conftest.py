@@ -11,6 +11,11 @@ import mitest as mt
 VOCAB = 64
 SEQ = 12
 
+# Resolve every lazy export now: pytester's in-process runs drop modules first imported inside them,
+# and a later re-import would make a second copy of each class (isinstance checks would then fail).
+for _name in mt.__all__:
+    getattr(mt, _name)
+
 
 # Grouped-query families: config class and number of shared key/value heads (of 4 query heads).
 _GQA = {

@@ -58,6 +58,9 @@ def test_verdicts_fail_the_right_items_with_readable_messages(suite):
     result = _run(suite, "--junitxml=junit.xml")
     result.assert_outcomes(passed=2, failed=2, warnings=1)
     result.stdout.fnmatch_lines(["*_ test_refuted _*", "*REFUTED: mean increase of at least 1*", "*mitest claims*"])
+    # The traceback ends at the user's claim line; mitest's own frames are hidden.
+    result.stdout.fnmatch_lines(["*effect(0.2).expect_increase(at_least=1.0)", "E *REFUTED*"])
+    assert "def _conclude" not in result.stdout.str() and "mitest/claims.py" not in result.stdout.str()
     junit = (suite.path / "junit.xml").read_text()
     assert 'name="test_refuted"' in junit and "ClaimRefuted" in junit and "ClaimInconclusive" in junit
 
