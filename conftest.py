@@ -7,6 +7,8 @@ Baselines then gate it: every claim that held on the reference model must still 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import mitest as mt
@@ -19,6 +21,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="induction",
         help="model for the induction suites: a mitest zoo name or a local model directory (default: induction)",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    name = config.getoption("--model")
+    if name not in mt.zoo.names() and not (Path(name) / "config.json").is_file():
+        raise pytest.UsageError(
+            f"--model {name!r} is neither a zoo model ({', '.join(mt.zoo.names())}) nor a directory "
+            "holding config.json and safetensors weights"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,18 @@
-"""K-composition: the induction heads read the previous-token head's output at the *key* positions
-(the token after an earlier occurrence of the current token knows what preceded it), not at the
-query positions. Ablating a head at a subset of positions localises where its output is used.
+"""Where the previous-token head is read: at the induction heads' *key* positions (the token after
+an earlier occurrence of the current token carries what preceded it), not at their queries.
+Ablating a head at a subset of positions localises where its output is used.
 
 On ``[BOS] + r + r`` the induction heads' keys are in the first copy (``first_half``) and their
-queries in the repeat (``second_half``). Model and prompts as in test_induction_necessity.py.
+queries in the repeat (``second_half``). Ablating on the first copy removes head 0.0's output from
+both the keys and the values read there; ``tests/test_zoo_induction.py`` splices it into the keys
+alone and finds the whole effect there (K-composition). Model and prompts as in
+test_induction_necessity.py.
 """
 
 import pytest
 
 import mitest as mt
 
-INDUCTION_HEADS = mt.heads("1.0", "1.1", "1.2", "1.3")
 PREVIOUS_TOKEN_HEAD = mt.heads("0.0")
 REPEAT_LOSS = mt.metrics.loss("second_half")
 
@@ -25,24 +27,17 @@ def test_previous_token_head_is_needed_at_the_keys(mi, induction_model, repeated
 
 def test_previous_token_head_is_irrelevant_at_the_queries(mi, induction_model, repeated):
     """Resample-ablating the previous-token head on the repeat (the induction heads' queries, and the
-    positions whose loss is measured) changes the repeat loss by less than 0.15 nats either way
-    (an equivalence claim, tested with TOST)."""
+    positions whose loss is measured) changes the repeat loss by less than 0.15 nats either way:
+    under 5% of its 3.4-nat effect at the keys (an equivalence claim, tested with TOST).
+
+    Resampling replaces the head's output with its output on another prompt, so the query still sees
+    a realistic previous-token signal, just not this prompt's: exactly the question "is this
+    prompt's signal used here?" (it raises the loss by about 0.07 nats). Mean and zero ablation move
+    the activation off its distribution and lower the loss by about 0.07 nats; both are also within
+    the margin."""
     queries = PREVIOUS_TOKEN_HEAD.at("second_half")
     effect = mi.measure(induction_model, repeated, mt.ablate(queries, method="resample"), metric=REPEAT_LOSS)
     effect.expect_no_change(within=0.15)
-
-
-def test_previous_token_head_acts_only_through_the_induction_heads(mi, induction_model, repeated):
-    """Once the induction heads are ablated, also ablating the previous-token head changes the repeat
-    loss by less than 0.1 nats: its whole effect runs through them (the two are in series)."""
-    without_induction = mi.measure(
-        induction_model, repeated, mt.ablate(INDUCTION_HEADS, method="mean"), metric=REPEAT_LOSS
-    )
-    without_both = mi.measure(
-        induction_model, repeated, mt.ablate(INDUCTION_HEADS + PREVIOUS_TOKEN_HEAD, method="mean"), metric=REPEAT_LOSS
-    )
-    added = mt.Effect.from_values(without_induction.intervened, without_both.intervened, metric="repeat loss")
-    added.expect_no_change(within=0.1)
 
 
 @pytest.mark.xfail(raises=mt.ClaimRefuted, strict=True, reason="deliberately false: shows falsification")

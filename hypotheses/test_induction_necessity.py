@@ -16,6 +16,16 @@ PREVIOUS_TOKEN_HEAD = mt.heads("0.0")
 REPEAT_LOSS = mt.metrics.loss("second_half")
 
 
+def test_the_model_reads_the_first_copy(mi, induction_model, next_token):
+    """The behaviour exists: replacing the first copy (patching the corrupted tokens in at positions
+    1-16) moves the last-token distribution by a KL of at least 1 nat on average."""
+    first_copy = mt.resid(0, "pre").at(list(range(1, 17)))
+    effect = mi.measure(
+        induction_model, next_token, mt.patch(first_copy, source="corrupted"), metric=mt.metrics.kl_div()
+    )
+    effect.expect_increase(at_least=1.0)
+
+
 def test_induction_heads_are_necessary(mi, induction_model, repeated):
     """Mean-ablating the four layer-1 induction heads raises the loss on the repeat by at least 2 nats."""
     effect = mi.measure(induction_model, repeated, mt.ablate(INDUCTION_HEADS, method="mean"), metric=REPEAT_LOSS)

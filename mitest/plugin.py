@@ -233,6 +233,8 @@ def pytest_runtest_call(item: pytest.Item):
     finally:
         listeners.remove(listen)
     problems = _check_baselines(item, records, state, overrides)
+    if failure is not None and not isinstance(failure, AssertionError):
+        problems += _undecided(item, len(records), failure, state)
     declared = _declared_claims(item)
     if len(records) > declared and state.options.correction == "bonferroni":
         problems.append(
@@ -243,9 +245,10 @@ def pytest_runtest_call(item: pytest.Item):
     if failure is not None:
         if type(failure).__name__ == "ClaimInconclusive" and not problems:
             return _inconclusive(failure, overrides.get("inconclusive", state.options.inconclusive))
-        if problems and isinstance(failure, AssertionError):
-            # Same traceback as the claim (ending at the user's line), the regression added to its message.
-            regression = BaselineRegression(str(failure) + "\n" + "\n".join(problems))
+        if problems:
+            # Same traceback as the failure (ending at the user's line), the regression added to its message.
+            stated = str(failure) if isinstance(failure, AssertionError) else f"{type(failure).__name__}: {failure}"
+            regression = BaselineRegression(stated + "\n" + "\n".join(problems))
             raise regression.with_traceback(failure.__traceback__) from None
         raise failure
     if problems:
@@ -357,6 +360,33 @@ def _check_baselines(item: pytest.Item, records: list[dict], state: State, overr
             )
             comparison["message"] += " (ci profile: not written)"
     return problems
+
+
+def _undecided(item: pytest.Item, decided: int, failure: BaseException, state: State) -> list[str]:
+    """Claims that held in the baseline but were not decided because the test raised before them."""
+    from mitest import baseline
+
+    if state.options.update_baseline:
+        return []
+    path = _baseline_path(item, state.options)
+    try:
+        stored = state.baselines.setdefault(path, baseline.load(path))
+    except baseline.BaselineError:
+        return []  # reported by _check_baselines when the test decided any claim
+    prefix = f"{_test_id(item)}::"
+    lost = [
+        entry
+        for key, entry in sorted(stored.items())
+        if key.startswith(prefix)
+        and key[len(prefix) :].isdigit()
+        and int(key[len(prefix) :]) >= decided
+        and entry["outcome"] == "HOLDS"
+    ]
+    return [
+        f"BASELINE REGRESSION: {entry.get('claim', 'claim')}: held in the baseline (estimate "
+        f"{entry['estimate']:.4g}); now the test raised {type(failure).__name__} before deciding it"
+        for entry in lost
+    ]
 
 
 class Recorder:

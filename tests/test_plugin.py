@@ -127,6 +127,39 @@ def test_a_baseline_regression_fails_the_right_item(suite):
     assert run["summary"]["regressions"] == 1
 
 
+def test_a_claim_that_held_and_now_cannot_be_decided_is_a_regression(suite):
+    """A release that breaks a claim's premise (here: recovery with no clean-base gap) must not pass
+    as a plain error: the failure names the baseline claim it lost."""
+    suite.makepyfile(
+        test_recovery="""
+import os
+import numpy as np
+import mitest as mt
+
+def test_recovers(mi):
+    rng = np.random.default_rng(0)
+    clean = rng.normal(3, 1, 40)
+    base = clean - (0.0 if os.path.exists("broken.txt") else 2.0)
+    patched = base + 0.95 * (clean - base) + 0.01 * rng.normal(size=40)
+    mt.Effect.from_values(clean, patched, corrupted=base).expect_recovery(at_least=0.9)
+"""
+    )
+    _run(suite, "test_recovery.py").assert_outcomes(passed=1)
+    (suite.path / "broken.txt").write_text("")
+    result = _run(suite, "test_recovery.py")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*BaselineRegression: MitestError: the clean-minus-base gap is too small*",
+            "*BASELINE REGRESSION: recovers at least 0.9 of the clean-base gap: held in the baseline*"
+            "now the test raised MitestError before deciding it*",
+        ]
+    )
+    result = _run(suite, "test_recovery.py", "--mitest-update-baseline")  # accepting it is possible
+    result.assert_outcomes(failed=1)
+    assert "BASELINE REGRESSION" not in result.stdout.str()
+
+
 def test_a_claim_that_held_and_now_fails_is_a_regression(suite):
     _run(suite)
     (suite.path / "shift.txt").write_text("0.5")

@@ -2,7 +2,7 @@
 
 >>> model, prompts = mt.zoo.load("induction")
 >>> sorted(prompts)
-['repeated', ...]
+['next_token', 'repeated']
 
 Each trained model lives in ``mitest/zoo/weights/<name>/`` (safetensors, config, tokenizer files
 where the task has words, and a model card ``README.md`` saying which circuit it has and how that
@@ -12,13 +12,17 @@ Hand-constructed models with exactly planted circuits are built in code by :mod:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import importlib
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import ModelLoadError, closest
+
+if TYPE_CHECKING:
+    from ..model import Model
+    from ..prompts import Prompts
 
 WEIGHTS = Path(__file__).parent / "weights"
 
@@ -26,53 +30,48 @@ WEIGHTS = Path(__file__).parent / "weights"
 class ZooModel(NamedTuple):
     """What :func:`load` returns: unpack it as ``model, prompts = mt.zoo.load(name)``."""
 
-    model: object  # mt.Model (typed loosely so importing the zoo does not import torch)
-    prompts: Mapping[str, object]  # name -> mt.Prompts, read-only
+    model: Model
+    prompts: Mapping[str, Prompts]  # read-only: name -> prompt set
 
 
-@dataclass(frozen=True)
-class _Entry:
-    directory: str
-    task: str  # module in mitest.zoo that builds the prompt sets: prompt_sets(model) -> dict
-    summary: str
-
-
-_ENTRIES: dict[str, _Entry] = {
-    "induction": _Entry("induction", "induction", "2-layer attention-only GPT-2 with induction heads"),
-    "induction-early": _Entry(
-        "induction-early", "induction", "the induction model early in training, before its induction heads formed"
-    ),
+# Zoo name -> the module in mitest.zoo that defines its task: ``prompt_sets(model) -> dict``.
+_TASKS = {
+    "induction": "induction",
+    "induction-early": "induction",
 }
 
 
 def names() -> list[str]:
     """The names :func:`load` accepts."""
-    return sorted(_ENTRIES)
+    return sorted(_TASKS)
 
 
-def _entry(name: str) -> _Entry:
-    if name not in _ENTRIES:
-        raise ModelLoadError(f"no zoo model named {name!r}; closest: {closest(name, names()) or names()}")
-    return _ENTRIES[name]
+def _task(name: str) -> str:
+    if name not in _TASKS:
+        near = closest(name, names())
+        hint = f"did you mean {', '.join(near)}? " if near else ""
+        raise ModelLoadError(
+            f"no zoo model named {name!r}; {hint}available: {', '.join(names())}. "
+            "Load your own model directory with mt.Model.load(path)"
+        )
+    return _TASKS[name]
 
 
 def path(name: str) -> Path:
     """Directory holding the named model's weights, tokenizer files and model card."""
-    return WEIGHTS / _entry(name).directory
+    _task(name)
+    return WEIGHTS / name
 
 
 def card(name: str) -> str:
     """The named model's model card (Markdown): its circuit and how that was verified."""
-    return (path(name) / "README.md").read_text()
+    return (path(name) / "README.md").read_text(encoding="utf-8")
 
 
 def load(name: str) -> ZooModel:
     """Load a zoo model (offline, safetensors only) with the prompt sets of its task."""
-    import importlib
-
     from ..model import Model
 
-    entry = _entry(name)
+    task = importlib.import_module(f"{__name__}.{_task(name)}")
     model = Model.load(path(name))
-    task: Callable = importlib.import_module(f"{__name__}.{entry.task}").prompt_sets
-    return ZooModel(model, MappingProxyType(dict(task(model))))
+    return ZooModel(model, MappingProxyType(dict(task.prompt_sets(model))))

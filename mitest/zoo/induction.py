@@ -8,7 +8,7 @@ and frozen, like every MLP): with four free layer-0 heads the model learned a va
 the token two back instead of the textbook previous-token head. The zoo's ``induction`` model is the
 final checkpoint, ``induction-early`` one taken before the induction heads formed.
 
-Retrain (seeded; about 3 minutes on one CPU core)::
+Retrain (seeded; about 2 minutes on one CPU core)::
 
     python -m mitest.zoo.induction      # writes mitest/zoo/weights/induction{,-early}/
 """
@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 
 import torch
+import transformers
 
+from ..atomic import write_text
 from ..model import Model
 from ..prompts import Prompts
 
@@ -39,16 +41,21 @@ WEIGHTS = Path(__file__).parent / "weights"
 
 
 def repeated(n: int = 64, *, seed: int = 0) -> Prompts:
-    """``[BOS] + r + r`` with ``r`` 16 random tokens; the corrupted twin's second half is fresh tokens.
+    """``[BOS] + r + r`` with ``r`` 16 distinct random tokens; the corrupted twin's second half is
+    16 other tokens.
 
     Score it with ``mt.metrics.loss("second_half")``: the loss on the repeat, which only induction
     can lower (on the corrupted twin the repeat is absent, so the loss stays near ``log 64``).
+    Distinct tokens make every induction target unambiguous.
     """
     generator = torch.Generator().manual_seed(seed)
-    first = torch.randint(0, BOS, (n, SEGMENT), generator=generator)
-    fresh = torch.randint(0, BOS, (n, SEGMENT), generator=generator)
-    start = torch.full((n, 1), BOS)
-    return Prompts(torch.cat([start, first, first], 1), corrupted=torch.cat([start, first, fresh], 1))
+    clean, corrupted = [], []
+    for _ in range(n):
+        r = _distinct(SEGMENT, generator)
+        fresh = _distinct(SEGMENT, generator, avoid=r)
+        clean.append([BOS, *r, *r])
+        corrupted.append([BOS, *r, *fresh])
+    return Prompts(clean, corrupted=corrupted)
 
 
 def next_token(n: int = 64, *, seed: int = 1) -> Prompts:
@@ -72,14 +79,14 @@ def next_token(n: int = 64, *, seed: int = 1) -> Prompts:
     return Prompts(clean, answers=answers, wrong=wrong, corrupted=corrupted)
 
 
-def prompt_sets(model: object = None) -> dict[str, Prompts]:
+def prompt_sets(model: Model | None = None) -> dict[str, Prompts]:
     """The task's prompt sets: ``repeated`` (loss on the repeat) and ``next_token`` (answer at the end)."""
     return {"repeated": repeated(), "next_token": next_token()}
 
 
 def head_scores(model: Model, prompts: Prompts | None = None) -> dict[str, dict[str, float]]:
     """Per head ``"layer.head"``: its mean attention to the previous token (``previous_token``) and,
-    on the repeat, to the token after the current token's first occurrence (``induction``).
+    on the repeat, to the token after the current token's occurrence in the first copy (``induction``).
 
     Read from the attention patterns on :func:`repeated` prompts (or ``prompts`` of that form).
     A previous-token head scores near 1 on the first, an induction head on the second.
@@ -110,13 +117,11 @@ def _distinct(k: int, generator: torch.Generator, avoid: list[int] | None = None
 # -- training --------------------------------------------------------------------------------------
 
 
-def make_model(seed: int = 0):  # -> transformers.GPT2LMHeadModel
+def make_model(seed: int = 0) -> transformers.GPT2LMHeadModel:
     """A fresh 2-layer, 4-head, d_model 64 GPT-2: attention-only, with one working head in layer 0.
 
     Every MLP and layer-0 heads 1-3 have zero, frozen output weights (their output is exactly 0).
     """
-    import transformers
-
     torch.manual_seed(seed)
     config = transformers.GPT2Config(
         vocab_size=VOCAB,
@@ -165,7 +170,7 @@ def training_tokens(n: int, generator: torch.Generator) -> torch.Tensor:
     return tokens
 
 
-def repeat_loss(model, prompts: Prompts) -> float:
+def repeat_loss(model: transformers.GPT2LMHeadModel, prompts: Prompts) -> float:
     """Mean next-token loss on the repeat of :func:`repeated` prompts (plain torch, for training logs)."""
     with torch.no_grad():
         logits = model(prompts.ids).logits[:, SEGMENT:-1]
@@ -197,7 +202,7 @@ def train(steps: int = 4000, early_step: int = 1000, out: Path = WEIGHTS, seed: 
     return history
 
 
-def _save(model, directory: Path) -> None:
+def _save(model: transformers.GPT2LMHeadModel, directory: Path) -> None:
     """Save weights and config (safetensors), replacing the directory's model files but not its card."""
     staging = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
@@ -214,9 +219,12 @@ def main() -> None:
     parser.add_argument("--early-step", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=WEIGHTS)
     args = parser.parse_args()
+    if not 0 < args.early_step < args.steps:
+        parser.error(f"--early-step must be between 0 and --steps ({args.steps}), got {args.early_step}")
     torch.set_num_threads(1)  # tiny matrices: one thread is fastest, and several contend on shared cores
     history = train(args.steps, args.early_step, args.out)
-    (args.out / "induction" / "training.json").write_text(json.dumps(history, indent=1) + "\n")
+    write_text(args.out / "induction" / "training.json", json.dumps(history, indent=1) + "\n")
+    print(f"wrote {args.out}/induction and induction-early; update their model cards (README.md) to match")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,54 @@
+"""The bundled suite (the README's main command) and its release-gate walkthrough, run as a user would.
+
+Both runs use the ci profile (baselines read-only) and write their reports to a temporary folder,
+so the repository's baselines and reports are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Claims about the induction circuit: each must fail as a regression on the pre-circuit checkpoint.
+CIRCUIT_TESTS = {
+    "hypotheses/test_induction_necessity.py::test_the_model_reads_the_first_copy",
+    "hypotheses/test_induction_necessity.py::test_induction_heads_are_necessary",
+    "hypotheses/test_induction_necessity.py::test_each_induction_head_contributes",
+    "hypotheses/test_induction_necessity.py::test_previous_token_head_is_necessary",
+    "hypotheses/test_induction_composition.py::test_previous_token_head_is_needed_at_the_keys",
+    "hypotheses/test_induction_composition.py::test_previous_token_head_is_irrelevant_at_the_queries",
+    "hypotheses/test_induction_sufficiency.py::test_induction_heads_recover_the_answer",
+    "hypotheses/test_induction_sufficiency.py::test_the_strongest_induction_head_alone_recovers_a_fifth",
+}
+
+
+def _run_suite(report_dir: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    command = [sys.executable, "-m", "pytest", "hypotheses", "-p", "no:cacheprovider", "-q", "-rfx"]
+    command += ["--mitest-report-dir", str(report_dir), *args]
+    env = {**os.environ, "CI": "true"}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    return result, json.loads((report_dir / "run.json").read_text())
+
+
+def test_the_bundled_suite_passes_against_its_committed_baselines(tmp_path):
+    result, run = _run_suite(tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert run["summary"]["regressions"] == 0 and run["summary"]["refuted"] == 1  # the deliberate one
+    assert {claim["baseline"]["status"] for claim in run["claims"]} <= {"same", "ok"}
+    assert "1 xfailed" in result.stdout
+
+
+def test_the_release_gate_walkthrough_fails_every_circuit_claim(tmp_path):
+    result, run = _run_suite(tmp_path, "--model", "induction-early")
+    assert result.returncode == 1
+    failed = {line.split(" ")[1] for line in result.stdout.splitlines() if line.startswith("FAILED ")}
+    assert failed == CIRCUIT_TESTS
+    assert result.stdout.count("BASELINE REGRESSION") >= len(CIRCUIT_TESTS)
+    regressed = {claim["test"] for claim in run["claims"] if claim["baseline"]["status"] == "regressed"}
+    assert regressed <= CIRCUIT_TESTS
+    assert "XFAIL" in result.stdout  # the deliberately false claim is still refuted
