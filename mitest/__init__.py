@@ -50,6 +50,7 @@ _EXPORTS = {
     "Positions": "mitest.positions",
     "as_positions": "mitest.positions",
     "Prompts": "mitest.prompts",
+    "activations": "mitest.run",
     "measure": "mitest.run",
     "settings": "mitest.config",
     "Site": "mitest.sites",

@@ -138,6 +138,40 @@ def _check_hooks(stats: list[HookStats], passes: int, intervention: Intervention
 # -- the engine ---------------------------------------------------------------------------------
 
 
+def activations(model: Model, prompts: Prompts, site: str | Site, *, batch_size: int = 32) -> torch.Tensor:
+    """A site's clean activations on ``prompts``, e.g. to build a direction to steer along.
+
+    Returns a float32 CPU tensor ``[n_prompts, max_len, ...]`` (zero at padding), or ``[n_prompts, ...]``
+    when the site selects one position per prompt (``.at("last")`` or an int). A head or neuron
+    index (``mt.head("0.1")``, ``mt.neurons(0, [3, 7])``) keeps only those components. The capture
+    is cached on the model with its other runs, so interventions on the same site reuse it.
+    """
+    model = model if isinstance(model, Model) else Model.from_hf(model)
+    if not isinstance(prompts, Prompts):
+        raise PromptsError(f"prompts must be mt.Prompts, got {type(prompts).__name__}")
+    site = site if isinstance(site, Site) else Site(site)
+    if site.direction is not None:
+        raise SiteError(f"activations() reads whole sites; drop the direction from {site}")
+    prompts.check_vocab(model.vocab_size)
+    point = model.resolve(site.name)
+    _check_index(site, point)
+    engine = _Engine(model, batch_size)
+    engine.eager = point.kind == "pattern"
+    values = engine.capture(prompts, point).detach().float().cpu()
+    if site.index is not None:
+        values = values[:, :, list(site.index)]
+    if site.positions == ALL:
+        return values.clone()
+    chosen = site.positions.mask(prompts.lengths, values.shape[1], prompts.index)
+    counts = chosen.sum(1)
+    if not bool((counts == 1).all()):
+        raise SiteError(
+            f"activations() at positions {site.positions} selects {int(counts.min())} to {int(counts.max())} "
+            "positions per prompt; use one position per prompt (e.g. 'last') or all positions"
+        )
+    return values[chosen].clone()
+
+
 class _Engine:
     """Forward passes over batches, with results cached on the model."""
 

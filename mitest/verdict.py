@@ -62,7 +62,7 @@ class Verdict:
         units = f"{self.n} prompts" + (f" in {self.clusters} clusters" if self.clusters else "")
         lines = [
             f"{self.outcome}: {self.claim} [{self.metric}]",
-            f"  estimate {_num(self.estimate)}, {self.level:.0%} CI [{_num(self.low)}, {_num(self.high)}], "
+            f"  estimate {_num(self.estimate)}, {_percent(self.level)} CI [{_num(self.low)}, {_num(self.high)}], "
             f"threshold {_num(self.threshold)}",
             f"  p(holds) = {_p(self.pvalue)}, p(refuted) = {_p(self.pvalue_refuted)}, alpha = {self.alpha:.3g}, "
             f"n = {units} ({self.test})",
@@ -89,3 +89,11 @@ def _num(value: float) -> str:
 
 def _p(value: float) -> str:
     return f"{value:.2g}" if value >= 1e-4 else f"{value:.1e}"
+
+
+def _percent(level: float) -> str:
+    """A confidence level as a percentage that never rounds up to 100% (0.99566 -> '99.57%')."""
+    digits = 0
+    while digits < 6 and round(level * 100, digits) >= 100:
+        digits += 1
+    return f"{level * 100:.{digits}f}%"

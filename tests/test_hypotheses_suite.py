@@ -23,7 +23,7 @@ CIRCUIT_TESTS = {
     "hypotheses/test_induction_composition.py::test_previous_token_head_is_needed_at_the_keys",
     "hypotheses/test_induction_composition.py::test_previous_token_head_is_irrelevant_at_the_queries",
     "hypotheses/test_induction_sufficiency.py::test_induction_heads_recover_the_answer",
-    "hypotheses/test_induction_sufficiency.py::test_the_strongest_induction_head_alone_recovers_a_fifth",
+    "hypotheses/test_induction_sufficiency.py::test_the_strongest_induction_head_alone_recovers_a_share",
 }
 
 

@@ -36,6 +36,7 @@ class ZooModel(NamedTuple):
 
 # Zoo name -> the module in mitest.zoo that defines its task: ``prompt_sets(model) -> dict``.
 _TASKS = {
+    "greater-than": "greater_than",
     "induction": "induction",
     "induction-early": "induction",
 }
