@@ -157,11 +157,12 @@ def activations(model: Model, prompts: Prompts, site: str | Site, *, batch_size:
     _check_index(site, point)
     engine = _Engine(model, batch_size)
     engine.eager = point.kind == "pattern"
-    values = engine.capture(prompts, point).detach().float().cpu()
+    values = engine.capture(prompts, point).detach().float().cpu().clone()
+    values[torch.arange(values.shape[1])[None, :] >= prompts.lengths[:, None]] = 0.0  # padding
     if site.index is not None:
         values = values[:, :, list(site.index)]
     if site.positions == ALL:
-        return values.clone()
+        return values
     chosen = site.positions.mask(prompts.lengths, values.shape[1], prompts.index)
     counts = chosen.sum(1)
     if not bool((counts == 1).all()):
@@ -169,7 +170,7 @@ def activations(model: Model, prompts: Prompts, site: str | Site, *, batch_size:
             f"activations() at positions {site.positions} selects {int(counts.min())} to {int(counts.max())} "
             "positions per prompt; use one position per prompt (e.g. 'last') or all positions"
         )
-    return values[chosen].clone()
+    return values[chosen]
 
 
 class _Engine:

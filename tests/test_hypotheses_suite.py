@@ -52,3 +52,16 @@ def test_the_release_gate_walkthrough_fails_every_circuit_claim(tmp_path):
     regressed = {claim["test"] for claim in run["claims"] if claim["baseline"]["status"] == "regressed"}
     assert regressed <= CIRCUIT_TESTS
     assert "XFAIL" in result.stdout  # the deliberately false claim is still refuted
+
+
+def test_the_readme_tour_runs_as_written(pytester, monkeypatch):
+    """The README's 'claim in 20 lines', saved as test_my_claims.py and run with pytest, passes."""
+    monkeypatch.delenv("CI", raising=False)  # a newcomer's first run writes its baselines
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    tour = readme.split("## A claim in 20 lines", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(tour.strip().splitlines()) <= 25
+    pytester.makepyfile(test_my_claims=tour)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "test_my_claims.py")
+    result.assert_outcomes(passed=2)
+    assert (pytester.path / "baselines" / "test_my_claims.json").is_file()
+    assert (pytester.path / "reports" / "summary.md").is_file()
