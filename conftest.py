@@ -63,3 +63,15 @@ def years(greater_than_model: mt.Model) -> mt.Prompts:
     from mitest.zoo import greater_than
 
     return greater_than.prompt_sets(greater_than_model)["years"]
+
+
+@pytest.fixture(scope="session")
+def later_year(greater_than_model: mt.Model, years: mt.Prompts) -> mt.Site:
+    """A "later start year" direction in layer 0's attention output at the last position: the mean
+    output for prompts whose start year is 50 or later minus the mean for those before 50."""
+    from mitest.zoo.greater_than import start_years
+
+    site = mt.site("blocks.0.hook_attn_out").at("last")
+    outputs = mt.activations(greater_than_model, years, site)
+    late = start_years(years) >= 50
+    return mt.direction(site, outputs[late].mean(0) - outputs[~late].mean(0))

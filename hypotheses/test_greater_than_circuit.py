@@ -2,9 +2,10 @@
 position and an MLP there turns it into "every year after it".
 
 Model: ``mt.zoo.load("greater-than")`` (model card: mitest/zoo/weights/greater-than/README.md).
-Prompts: 100 × "The war lasted from the year 17 YY to the year 17", grouped by noun (10 clusters of
-evidence), each with the paper's corrupted twin whose start year is "01". Metric: the paper's
-probability difference, P(year > YY) - P(year <= YY) at the last position (clean 0.99, corrupted 0.02).
+Prompts: 100 × "The war lasted from the year 17 YY to the year 17" (noun, verb and century 11-19
+vary), grouped by noun (10 clusters of evidence), each with the paper's corrupted twin whose start
+year is "01". Metric: the paper's probability difference, P(year > YY) - P(year <= YY) at the last
+position (clean 0.99, corrupted 0.02).
 "Noising" a component patches in its value from the corrupted run.
 
 Thresholds sit well below the measured effects: with 10 clusters and the suite's family-wise alpha
@@ -19,7 +20,8 @@ MOVER = mt.heads("0.1").at("last")
 
 def test_the_model_reads_the_start_year(mi, greater_than_model, years):
     """Corrupting only the start year (patching in the "01" token at position 7) lowers the probability
-    difference by at least 0.6: the behaviour depends on YY."""
+    difference by at least 0.6: the behaviour exists and depends on YY. (The corrupted twins differ
+    only there, so this is the clean-minus-corrupted gap.)"""
     start_year = mt.resid(0, "pre").at(7)
     effect = mi.measure(greater_than_model, years, mt.patch(start_year, source="corrupted"), metric=prob_diff)
     effect.expect_decrease(at_least=0.6)
@@ -46,7 +48,8 @@ def test_mlp0_computes_the_comparison(mi, greater_than_model, years):
 
 def test_layer1_attention_is_irrelevant(mi, greater_than_model, years):
     """Mean-ablating all four layer-1 heads changes the probability difference by less than 0.05
-    either way (equivalence, TOST): the comparison is finished by the end of layer 0's MLP."""
+    either way (equivalence, TOST): layer 1 reads no more from other positions (its MLP still
+    refines the answer, see the model card)."""
     layer1 = mt.heads("1.0", "1.1", "1.2", "1.3")
     effect = mi.measure(greater_than_model, years, mt.ablate(layer1, method="mean"), metric=prob_diff)
     effect.expect_no_change(within=0.05)

@@ -5,10 +5,10 @@ Prompts ``[BOS] + r + r[:k]`` are answered by ``r[k]``; each corrupted twin repl
 difference between the answer and the current token (about 5.5 on clean prompts, 0 on corrupted).
 Model: ``mt.zoo.load("induction")``.
 
-In this 2-layer model the residual stream entering layer 1 at the last position is the same in the
-clean and corrupted runs (the last token and its predecessor are unchanged), so whatever the model
-knows about the answer must arrive through layer-1 attention: the first claim says the induction
-heads carry all of it at the answer position; the second that no single head carries most of it.
+In this 2-layer model patching the residual stream entering layer 1 at the last position recovers
+nothing (the last token and its predecessor are unchanged), so what the model knows about the answer
+arrives through layer-1 attention: the first claim says the induction heads carry all of it at the
+answer position; the second that the strongest of them carries a real share on its own.
 """
 
 import mitest as mt
@@ -30,7 +30,8 @@ def test_induction_heads_recover_the_answer(mi, induction_model, next_token):
 
 def test_the_strongest_induction_head_alone_recovers_a_share(mi, induction_model, next_token):
     """Patching head 1.2 (the highest induction score) alone recovers at least 15% of the logit
-    difference (measured: 28%): each induction head carries a share of the answer."""
+    difference (measured: 28%; the threshold leaves room for the suite's family-wise alpha). The
+    other heads alone recover 4-7% each."""
     effect = mi.measure(
         induction_model,
         next_token,

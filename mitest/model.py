@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,8 +146,8 @@ class Model:
         if self._revision is not None and self._revision[0] == version:
             return self._revision[1]
         digest = hashlib.sha256()
-        if self.config is not None and hasattr(self.config, "to_json_string"):
-            digest.update(self.config.to_json_string(use_diff=False).encode())
+        if self.config is not None and hasattr(self.config, "to_dict"):
+            digest.update(json.dumps(_architecture(self.config.to_dict()), sort_keys=True, default=str).encode())
         with torch.no_grad():
             for name, tensor in [*self.hf_model.named_parameters(), *self.hf_model.named_buffers()]:
                 flat = tensor.detach().reshape(-1)
@@ -230,6 +231,15 @@ class Model:
         components = spec.components(self.dims) if spec.components else None
         addend = layer_module.get_submodule(spec.addend) if spec.addend else None
         return HookPoint(name, module, spec.kind, spec.view(self.dims), components, addend)
+
+
+# Config entries that say where or with which library a model was saved, not what it computes.
+_PROVENANCE_KEYS = ("_name_or_path", "transformers_version", "_commit_hash")
+
+
+def _architecture(config: dict[str, Any]) -> dict[str, Any]:
+    """The config without provenance entries, so the same weights hash the same from any path."""
+    return {key: value for key, value in config.items() if key not in _PROVENANCE_KEYS}
 
 
 def _model_class(config: Any) -> type:

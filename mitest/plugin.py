@@ -205,6 +205,17 @@ def mi(request: pytest.FixtureRequest) -> Mi:
     return Mi(request.config.stash[STATE].options)
 
 
+# Exceptions that end a test without judging its claims; they propagate untouched.
+_PASS_THROUGH = (
+    KeyboardInterrupt,
+    SystemExit,
+    GeneratorExit,
+    pytest.skip.Exception,
+    pytest.xfail.Exception,
+    pytest.exit.Exception,
+)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
     """Record the claims of tests that use ``mi``, apply the INCONCLUSIVE policy, gate on baselines."""
@@ -232,8 +243,11 @@ def pytest_runtest_call(item: pytest.Item):
         result = None
     finally:
         listeners.remove(listen)
+    if isinstance(failure, _PASS_THROUGH):  # Ctrl-C, exit, skip, xfail: not a verdict on any claim
+        item.user_properties.append((CLAIMS, json.dumps(_json_safe(records), allow_nan=False)))
+        raise failure
     problems = _check_baselines(item, records, state, overrides)
-    if failure is not None and not isinstance(failure, AssertionError):
+    if failure is not None:
         problems += _undecided(item, len(records), failure, state)
     declared = _declared_claims(item)
     if len(records) > declared and state.options.correction == "bonferroni":
@@ -369,10 +383,12 @@ def _undecided(item: pytest.Item, decided: int, failure: BaseException, state: S
     if state.options.update_baseline:
         return []
     path = _baseline_path(item, state.options)
-    try:
-        stored = state.baselines.setdefault(path, baseline.load(path))
-    except baseline.BaselineError:
-        return []  # reported by _check_baselines when the test decided any claim
+    if path not in state.baselines:
+        try:
+            state.baselines[path] = baseline.load(path)
+        except baseline.BaselineError:
+            return []  # reported by _check_baselines when the test decided any claim
+    stored = state.baselines[path]
     prefix = f"{_test_id(item)}::"
     lost = [
         entry

@@ -10,9 +10,11 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from .architectures import HookPoint
 from .claims import Effect
@@ -30,7 +32,7 @@ from .metrics import Custom, Metric, as_metric
 from .model import Model
 from .positions import ALL
 from .prompts import Prompts
-from .sites import Site
+from .sites import Site, as_sites
 
 # value(view, batch) -> the replacement for the whole view (only selected entries are used)
 ValueFn = Callable[[torch.Tensor, Prompts], torch.Tensor]
@@ -58,16 +60,11 @@ def measure(
     Raises:
         HookNotFiredError: a hook was never reached by the forward pass.
     """
-    model = model if isinstance(model, Model) else Model.from_hf(model)
-    if not isinstance(prompts, Prompts):
-        raise PromptsError(f"prompts must be mt.Prompts, got {type(prompts).__name__}")
+    model = _checked(model, prompts, batch_size)
     if not isinstance(intervention, Intervention):
         raise InterventionError(
             f"intervention must be mt.ablate/patch/steer/combine, got {type(intervention).__name__}"
         )
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    prompts.check_vocab(model.vocab_size)
     metric = as_metric(metric)
     engine = _Engine(model, batch_size)
     plans = [plan for part in intervention.parts() for plan in _plans(part, model, prompts)]
@@ -138,21 +135,22 @@ def _check_hooks(stats: list[HookStats], passes: int, intervention: Intervention
 # -- the engine ---------------------------------------------------------------------------------
 
 
-def activations(model: Model, prompts: Prompts, site: str | Site, *, batch_size: int = 32) -> torch.Tensor:
+def activations(model: Model | nn.Module, prompts: Prompts, site: Any, *, batch_size: int = 32) -> torch.Tensor:
     """A site's clean activations on ``prompts``, e.g. to build a direction to steer along.
 
     Returns a float32 CPU tensor ``[n_prompts, max_len, ...]`` (zero at padding), or ``[n_prompts, ...]``
-    when the site selects one position per prompt (``.at("last")`` or an int). A head or neuron
-    index (``mt.head("0.1")``, ``mt.neurons(0, [3, 7])``) keeps only those components. The capture
-    is cached on the model with its other runs, so interventions on the same site reuse it.
+    when the site selects one position per prompt (``.at("last")`` or an int). ``site`` is one site:
+    a name, ``mt.site(...)``, or a head or neuron selection such as ``mt.heads("0.1")`` or
+    ``mt.neurons(0, 3, 7)``, which keeps only those components. The capture is cached on the model
+    with its other runs, so interventions on the same site reuse it.
     """
-    model = model if isinstance(model, Model) else Model.from_hf(model)
-    if not isinstance(prompts, Prompts):
-        raise PromptsError(f"prompts must be mt.Prompts, got {type(prompts).__name__}")
-    site = site if isinstance(site, Site) else Site(site)
+    model = _checked(model, prompts, batch_size)
+    sites = as_sites(site)
+    if len(sites) != 1:
+        raise SiteError(f"activations() reads one site at a time, got {len(sites)}: {', '.join(map(str, sites))}")
+    site = sites[0]
     if site.direction is not None:
         raise SiteError(f"activations() reads whole sites; drop the direction from {site}")
-    prompts.check_vocab(model.vocab_size)
     point = model.resolve(site.name)
     _check_index(site, point)
     engine = _Engine(model, batch_size)
@@ -171,6 +169,17 @@ def activations(model: Model, prompts: Prompts, site: str | Site, *, batch_size:
             "positions per prompt; use one position per prompt (e.g. 'last') or all positions"
         )
     return values[chosen]
+
+
+def _checked(model: Model | nn.Module, prompts: Prompts, batch_size: int) -> Model:
+    """The model as an ``mt.Model``, after checking the inputs every run shares."""
+    model = model if isinstance(model, Model) else Model.from_hf(model)
+    if not isinstance(prompts, Prompts):
+        raise PromptsError(f"prompts must be mt.Prompts, got {type(prompts).__name__}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    prompts.check_vocab(model.vocab_size)
+    return model
 
 
 class _Engine:

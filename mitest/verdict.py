@@ -92,7 +92,7 @@ def _p(value: float) -> str:
 
 
 def _percent(level: float) -> str:
-    """A confidence level as a percentage that never rounds up to 100% (0.99566 -> '99.57%')."""
+    """A confidence level as a percentage that never rounds up to 100% (0.99566 -> '99.6%')."""
     digits = 0
     while digits < 6 and round(level * 100, digits) >= 100:
         digits += 1

@@ -45,12 +45,13 @@ def test_activations_match_a_raw_hook_and_are_zero_at_padding(gpt2, ragged):
 
 def test_one_position_per_prompt_and_component_indices(gpt2, ragged):
     full = mt.activations(gpt2, ragged, "blocks.0.attn.hook_z")
-    last = mt.activations(gpt2, ragged, mt.heads("0.2", "0.3")[0].at("last"))
+    last = mt.activations(gpt2, ragged, mt.heads("0.2", "0.3").at("last"))
     assert last.shape == (3, 2, gpt2.dims.d_head)
     for row in range(3):
         torch.testing.assert_close(last[row], full[row, int(ragged.lengths[row]) - 1, 2:4])
     neurons = mt.activations(gpt2, ragged, mt.neurons(1, 3, 7).at(0))
-    assert neurons.shape == (3, 2)
+    every_neuron = mt.activations(gpt2, ragged, "blocks.1.mlp.hook_post")
+    torch.testing.assert_close(neurons, every_neuron[:, 0, [3, 7]])
 
 
 def test_the_result_is_a_copy_the_cache_does_not_share(gpt2, ragged):
@@ -68,3 +69,18 @@ def test_bad_sites_get_clear_errors(gpt2, ragged):
         mt.activations(gpt2, ragged, mt.direction("blocks.0.hook_resid_post", torch.ones(gpt2.dims.d_model)))
     with pytest.raises(mt.PromptsError):
         mt.activations(gpt2, [[1, 2, 3]], "blocks.0.hook_resid_post")
+    with pytest.raises(mt.SiteError, match="one site at a time"):
+        mt.activations(gpt2, ragged, mt.heads("0.1", "1.1"))
+    with pytest.raises(ValueError, match="batch_size"):
+        mt.activations(gpt2, ragged, "blocks.0.hook_resid_post", batch_size=0)
+
+
+def test_attention_patterns_are_read_per_query_position(gpt2, ragged):
+    """Patterns come back as [n, query, head, key]; each real query's row sums to 1 over its keys."""
+    pattern = mt.activations(gpt2, ragged, "blocks.0.attn.hook_pattern")
+    assert pattern.shape == (3, 8, gpt2.dims.n_heads, 8)
+    for row in range(3):
+        length = int(ragged.lengths[row])
+        sums = pattern[row, :length].sum(-1)
+        torch.testing.assert_close(sums, torch.ones_like(sums))
+        assert bool((pattern[row, length:] == 0).all())

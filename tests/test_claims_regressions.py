@@ -128,7 +128,7 @@ def test_an_invalid_suite_alpha_is_an_error():
 
 
 def test_a_high_confidence_level_is_not_printed_as_100_percent():
-    """At a family-wise alpha of 0.05 / 23 the interval's level is 99.57%, not '100%'."""
+    """At a family-wise alpha of 0.05 / 23 the interval's level, 99.57%, prints as 99.6%, not 100%."""
     rng = np.random.default_rng(0)
     clean = rng.normal(size=40)
     verdict = mt.Effect.from_values(clean, clean + 2.0 + rng.normal(size=40)).expect_increase(

@@ -133,3 +133,16 @@ def test_cache_is_dropped_when_weights_change(prompts):
         model.hf_model.transformer.h[1].mlp.c_proj.weight.mul_(2.0)
     second = mt.measure(model, prompts, mt.ablate(mt.heads("0.0")), mt.metrics.logit_diff)
     assert not np.allclose(first.clean, second.clean)
+
+
+def test_the_revision_does_not_depend_on_where_the_model_was_saved(tmp_path):
+    """Same weights saved in two directories (and so with two _name_or_path values) hash the same."""
+    source = build("gpt2")
+    for name in ("a", "b"):
+        source.save_pretrained(tmp_path / name)
+    first, second = mt.Model.load(tmp_path / "a"), mt.Model.load(tmp_path / "b")
+    assert first.config._name_or_path != second.config._name_or_path
+    assert first.revision == second.revision
+    with torch.no_grad():
+        second.hf_model.transformer.wte.weight[0, 0] += 1.0
+    assert first.revision != second.revision

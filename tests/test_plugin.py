@@ -114,6 +114,28 @@ def test_an_interrupted_run_keeps_the_previous_report(suite):
     assert not list((suite.path / "reports").glob("*.tmp"))
 
 
+@pytest.mark.parametrize(
+    ("body", "outcome"),
+    [("raise KeyboardInterrupt", "interrupted"), ("pytest.skip('no GPU here')", "skipped")],
+)
+def test_interrupts_and_skips_pass_through_a_test_with_a_baseline(suite, body, outcome):
+    """Ctrl-C stops the run and a skip stays a skip, even when the test's baseline claim held."""
+    gated = "import os, pytest\n" + SUITE.split("def test_refuted")[0]
+    gated += "\n\ndef test_gated(mi):\n    if os.path.exists('stop.txt'):\n        " + body
+    gated += "\n    effect(1.5).expect_increase(at_least=1.0)\n"
+    suite.makepyfile(test_gated=gated)
+    _run(suite, "test_gated.py").assert_outcomes(passed=2)
+    before = (suite.path / "reports" / "run.json").read_text()
+    (suite.path / "stop.txt").write_text("")
+    result = suite.runpytest_subprocess("-p", "no:cacheprovider", "test_gated.py")
+    assert "BaselineRegression" not in result.stdout.str()
+    if outcome == "interrupted":
+        assert result.ret == pytest.ExitCode.INTERRUPTED
+        assert (suite.path / "reports" / "run.json").read_text() == before
+    else:
+        result.assert_outcomes(passed=1, skipped=1)
+
+
 def test_a_baseline_regression_fails_the_right_item(suite):
     _run(suite)  # creates baselines/test_inner_claims.json locally
     baseline_file = suite.path / "baselines" / "test_inner_claims.json"

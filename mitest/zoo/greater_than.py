@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 import transformers
 
+from ..errors import MetricError
 from ..metrics import Metric
 from ..model import Model
 from ..prompts import Prompts
@@ -87,11 +88,23 @@ class ProbDiff(Metric):
         probs = logits[rows.to(logits.device), positions.to(logits.device)].float().softmax(-1)
         years = probs[:, self.first_year_id : self.first_year_id + len(YEARS)]
         yy = (prompts.targets[rows, positions - self.year_offset] - self.first_year_id).to(logits.device)
+        if bool(((yy < 0) | (yy >= len(YEARS))).any()):
+            bad = int(((yy < 0) | (yy >= len(YEARS))).nonzero()[0])
+            raise MetricError(
+                f"prob_diff expects a year token {self.year_offset} tokens before the answer position; "
+                f"prompt {int(prompts.index[bad])} has none there (build prompts with greater_than.prompt_text)"
+            )
         later = torch.arange(len(YEARS), device=logits.device)[None, :] > yy[:, None]
         return (years * later).sum(-1) - (years * ~later).sum(-1)
 
 
 prob_diff = ProbDiff()
+
+
+def start_years(prompts: Prompts) -> torch.Tensor:
+    """Each prompt's start year ``YY`` as an integer 0..99, read from its (clean) tokens."""
+    rows = torch.arange(len(prompts))
+    return prompts.targets[rows, prompts.answer_positions - YEAR_OFFSET] - FIRST_YEAR_ID
 
 
 def prompt_sets(model: Model, n: int = 100, seed: int = 0) -> dict[str, Prompts]:
