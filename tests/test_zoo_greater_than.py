@@ -52,13 +52,23 @@ def test_prompt_sets_are_seeded_and_well_formed(zoo, years):
 def test_prob_diff_is_a_stable_spec_scored_against_the_clean_year():
     assert PROB_DIFF.to_dict() == {"type": "ProbDiff", "year_offset": 4, "first_year_id": greater_than.FIRST_YEAR_ID}
     vocab = len(greater_than.VOCAB)
-    prompts = mt.Prompts([[0] * 7 + [greater_than.FIRST_YEAR_ID + 50] + [0] * 4], corrupted=[[0] * 12])
+    to = greater_than.VOCAB.index("to")
+    prompts = mt.Prompts(
+        [[0] * 7 + [greater_than.FIRST_YEAR_ID + 50, to] + [0] * 3], corrupted=[[0] * 8 + [to] + [0] * 3]
+    )
     logits = torch.full((1, 12, vocab), -1e9)
     logits[0, -1, greater_than.FIRST_YEAR_ID + 60] = 0.0  # all mass on "60" > "50"
     assert PROB_DIFF(logits, prompts).item() == pytest.approx(1.0)
     assert PROB_DIFF(logits, prompts.corrupted).item() == pytest.approx(1.0)  # still read against "50"
     logits[0, -1, greater_than.FIRST_YEAR_ID + 50] = 0.0  # half on "50", which is not greater
     assert PROB_DIFF(logits, prompts).item() == pytest.approx(0.0)
+
+
+def test_prob_diff_refuses_prompts_without_a_year_where_it_reads_one(zoo):
+    """An 11-token prompt has the century, not the year, four tokens before its end: a clear error."""
+    short = mt.Prompts(["The war lasted from the year 17 45 to the 17"], tokenizer=zoo.model.tokenizer)
+    with pytest.raises(mt.MetricError, match="year token followed by 'to' 4 tokens before the answer"):
+        mt.measure(zoo.model, short, mt.ablate(mt.heads("0.1")), metric=PROB_DIFF)
 
 
 def test_the_model_does_the_task(zoo, years):

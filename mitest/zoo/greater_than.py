@@ -75,7 +75,8 @@ class ProbDiff(Metric):
     """Sum of P(ZZ > YY) minus sum of P(ZZ <= YY) over the two-digit tokens, at the answer position.
 
     ``YY`` is read from the clean tokens (``prompts.targets``) ``year_offset`` tokens before the answer
-    position, so on a corrupted twin the metric still scores against the clean prompt's year.
+    position, so on a corrupted twin the metric still scores against the clean prompt's year; a
+    prompt without a year followed by "to" there is an ``mt.MetricError``.
     """
 
     year_offset: int = YEAR_OFFSET
@@ -88,11 +89,13 @@ class ProbDiff(Metric):
         probs = logits[rows.to(logits.device), positions.to(logits.device)].float().softmax(-1)
         years = probs[:, self.first_year_id : self.first_year_id + len(YEARS)]
         yy = (prompts.targets[rows, positions - self.year_offset] - self.first_year_id).to(logits.device)
-        if bool(((yy < 0) | (yy >= len(YEARS))).any()):
-            bad = int(((yy < 0) | (yy >= len(YEARS))).nonzero()[0])
+        follows = prompts.targets[rows, positions - self.year_offset + 1].to(logits.device)
+        wrong = (yy < 0) | (yy >= len(YEARS)) | (follows != VOCAB.index("to"))
+        if bool(wrong.any()):
             raise MetricError(
-                f"prob_diff expects a year token {self.year_offset} tokens before the answer position; "
-                f"prompt {int(prompts.index[bad])} has none there (build prompts with greater_than.prompt_text)"
+                f"prob_diff expects a year token followed by 'to' {self.year_offset} tokens before the answer "
+                f"position; prompt {int(prompts.index[int(wrong.nonzero()[0])])} has none there "
+                "(build prompts with greater_than.prompt_text)"
             )
         later = torch.arange(len(YEARS), device=logits.device)[None, :] > yy[:, None]
         return (years * later).sum(-1) - (years * ~later).sum(-1)
