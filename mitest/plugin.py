@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 CLAIMS = "mitest_claims"  # key of the claim records in each report's user_properties
+UNDECIDED = "mitest_undecided"  # key of the baseline claims a failing test no longer decided
 POLICIES = ("fail", "xfail", "warn")
 
 
@@ -51,6 +52,7 @@ class Options:
 class State:
     options: Options
     records: list[dict[str, Any]] = field(default_factory=list)
+    undecided: list[dict[str, Any]] = field(default_factory=list)  # held in the baseline, not decided now
     baselines: dict[Path, dict[str, dict[str, Any]]] = field(default_factory=dict)
     report_files: list[Path] = field(default_factory=list)
     claim_suite: bool = False
@@ -248,7 +250,13 @@ def pytest_runtest_call(item: pytest.Item):
         raise failure
     problems = _check_baselines(item, records, state, overrides)
     if failure is not None:
-        problems += _undecided(item, len(records), failure, state)
+        lost = _undecided(item, len(records), failure, state)
+        item.user_properties.append((UNDECIDED, json.dumps(_json_safe(lost), allow_nan=False)))
+        problems += [
+            f"BASELINE REGRESSION: {entry['claim']}: held in the baseline (estimate {entry['old_estimate']:.4g}); "
+            f"now the test raised {entry['error']} before deciding it"
+            for entry in lost
+        ]
     declared = _declared_claims(item)
     if len(records) > declared and state.options.correction == "bonferroni":
         problems.append(
@@ -376,7 +384,7 @@ def _check_baselines(item: pytest.Item, records: list[dict], state: State, overr
     return problems
 
 
-def _undecided(item: pytest.Item, decided: int, failure: BaseException, state: State) -> list[str]:
+def _undecided(item: pytest.Item, decided: int, failure: BaseException, state: State) -> list[dict[str, Any]]:
     """Claims that held in the baseline but were not decided because the test raised before them."""
     from mitest import baseline
 
@@ -391,7 +399,7 @@ def _undecided(item: pytest.Item, decided: int, failure: BaseException, state: S
     stored = state.baselines[path]
     prefix = f"{_test_id(item)}::"
     lost = [
-        entry
+        (key, entry)
         for key, entry in sorted(stored.items())
         if key.startswith(prefix)
         and key[len(prefix) :].isdigit()
@@ -399,9 +407,15 @@ def _undecided(item: pytest.Item, decided: int, failure: BaseException, state: S
         and entry["outcome"] == "HOLDS"
     ]
     return [
-        f"BASELINE REGRESSION: {entry.get('claim', 'claim')}: held in the baseline (estimate "
-        f"{entry['estimate']:.4g}); now the test raised {type(failure).__name__} before deciding it"
-        for entry in lost
+        {
+            "test": _test_id(item),
+            "index": int(key[len(prefix) :]),
+            "claim": entry.get("claim", "claim"),
+            "old_estimate": entry["estimate"],
+            "error": type(failure).__name__,
+            "baseline_file": str(path),
+        }
+        for key, entry in lost
     ]
 
 
@@ -425,6 +439,8 @@ class Recorder:
         for name, value in getattr(report, "user_properties", ()):
             if name == CLAIMS:
                 self.state.records.extend(json.loads(value))
+            elif name == UNDECIDED:
+                self.state.undecided.extend(json.loads(value))
             else:
                 kept.append((name, value))
         report.user_properties = kept
@@ -434,9 +450,10 @@ class Recorder:
         state = self.state
         if self.is_worker or exitstatus == pytest.ExitCode.INTERRUPTED:
             return
-        if not (state.records or state.claim_suite):
+        if not (state.records or state.undecided or state.claim_suite):
             return  # not a claims run: leave the report folder alone
         state.records.sort(key=lambda r: (r["test"], r["index"]))
+        state.undecided.sort(key=lambda u: (u["test"], u["index"]))
         _write_baselines(state)
         if state.options.report_dir is None:
             return
@@ -445,6 +462,7 @@ class Recorder:
         options = state.options
         run = build_run(
             state.records,
+            undecided=state.undecided,
             alpha=options.alpha,
             correction=options.correction,
             seed=options.seed,
@@ -478,7 +496,7 @@ def _write_baselines(state: State) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash[STATE]
-    if not state.records:
+    if not (state.records or state.undecided):
         return
     write = terminalreporter.write_line
     terminalreporter.section("mitest claims")
@@ -494,5 +512,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             f"{record['outcome']:<13} {float(record['estimate']):>10.4g} {ci:>23} {float(record['threshold']):>10.4g}  "
             f"{base.get('status', ''):<10} {record['claim']}{delta}  [{record['test']}]"
         )
+    for entry in state.undecided:
+        write(f"{'UNDECIDED':<13} {'':>10} {'':>23} {'':>10}  {'regressed':<10} {entry['claim']}  [{entry['test']}]")
     if state.report_files:
         write(f"reports: {', '.join(str(path) for path in state.report_files)}")

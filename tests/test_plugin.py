@@ -75,7 +75,14 @@ def test_reports_are_written_and_parse(suite):
     reports = suite.path / "reports"
     run = json.loads((reports / "run.json").read_text())
     assert run["schema"] == "mitest.run" and run["version"] == 1
-    assert run["summary"] == {"claims": 4, "holds": 1, "refuted": 1, "inconclusive": 2, "regressions": 0}
+    assert run["summary"] == {
+        "claims": 4,
+        "holds": 1,
+        "refuted": 1,
+        "inconclusive": 2,
+        "undecided": 0,
+        "regressions": 0,
+    }
     claim = next(c for c in run["claims"] if c["test"].endswith("test_refuted"))
     for field in (
         "id",
@@ -177,6 +184,12 @@ def test_recovers(mi):
             "now the test raised MitestError before deciding it*",
         ]
     )
+    run = json.loads((suite.path / "reports" / "run.json").read_text())
+    assert run["summary"]["undecided"] == 1 and run["summary"]["regressions"] == 1
+    assert run["undecided"][0]["test"].endswith("test_recovers") and run["undecided"][0]["error"] == "MitestError"
+    assert "Not decided" in (suite.path / "reports" / "summary.md").read_text()
+    assert "were not decided" in (suite.path / "reports" / "report.html").read_text()
+    result.stdout.fnmatch_lines(["UNDECIDED * regressed * recovers at least 0.9*test_recovers]"])
     result = _run(suite, "test_recovery.py", "--mitest-update-baseline")  # accepting it is possible
     result.assert_outcomes(failed=1)
     assert "BASELINE REGRESSION" not in result.stdout.str()

@@ -21,8 +21,18 @@ class ReportError(ValueError):
     """A run file is not a mitest run record (wrong schema, version or shape)."""
 
 
-def build_run(claims: Sequence[dict[str, Any]], *, alpha: float, correction: str, seed: int, profile: str) -> dict:
-    """The run record: settings, a summary, and every claim with Holm and BH adjusted p-values."""
+def build_run(
+    claims: Sequence[dict[str, Any]],
+    *,
+    alpha: float,
+    correction: str,
+    seed: int,
+    profile: str,
+    undecided: Sequence[dict[str, Any]] = (),
+) -> dict:
+    """The run record: settings, a summary, every claim with Holm and BH adjusted p-values, and the
+    ``undecided`` claims: held in the baseline, not decided now because their test raised first
+    (each is a regression)."""
     from ..stats import benjamini_hochberg, holm
 
     claims = [dict(claim) for claim in claims]
@@ -30,7 +40,7 @@ def build_run(claims: Sequence[dict[str, Any]], *, alpha: float, correction: str
     for claim, p_holm, p_bh in zip(claims, holm(pvalues), benjamini_hochberg(pvalues), strict=True):
         claim["p_holm"], claim["p_bh"] = float(p_holm), float(p_bh)
     outcomes = [claim["outcome"] for claim in claims]
-    regressions = sum(1 for claim in claims if (claim.get("baseline") or {}).get("status") == "regressed")
+    regressed = sum(1 for claim in claims if (claim.get("baseline") or {}).get("status") == "regressed")
     return {
         "schema": SCHEMA,
         "version": VERSION,
@@ -41,9 +51,11 @@ def build_run(claims: Sequence[dict[str, Any]], *, alpha: float, correction: str
             "holds": outcomes.count("HOLDS"),
             "refuted": outcomes.count("REFUTED"),
             "inconclusive": outcomes.count("INCONCLUSIVE"),
-            "regressions": regressions,
+            "undecided": len(undecided),
+            "regressions": regressed + len(undecided),
         },
         "claims": claims,
+        "undecided": [dict(entry) for entry in undecided],
     }
 
 

@@ -15,6 +15,7 @@ def render_html(run: dict) -> str:
     """The report: summary, a forest plot row per claim (estimate, CI, threshold), the per-prompt
     distribution of each claim, and the baseline comparison."""
     summary = run["summary"]
+    undecided = _undecided_note(run)
     rows = "\n".join(_claim_row(claim) for claim in run["claims"])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>mitest report</title>
@@ -26,7 +27,7 @@ th {{ text-align: left; }} .verdict {{ font-weight: 600; }} .small {{ color: #59
 </style></head><body>
 <h1>mitest report</h1>
 <p>{summary["claims"]} claims: <b>{summary["holds"]}</b> hold, <b>{summary["refuted"]}</b> refuted,
-<b>{summary["inconclusive"]}</b> inconclusive, <b>{summary["regressions"]}</b> baseline regressions.
+<b>{summary["inconclusive"]}</b> inconclusive, <b>{summary["regressions"]}</b> baseline regressions{undecided}.
 Alpha {run["settings"]["alpha"]} ({html.escape(str(run["settings"]["correction"]))}), seed {run["settings"]["seed"]},
 created {html.escape(run["created"])}.</p>
 <p class="small">Forest plot: each row has its own axis. The dot is the estimate, the bar its interval,
@@ -38,6 +39,18 @@ the dashed line the claim's threshold. The strip shows each prompt's value in th
 </table>
 </body></html>
 """
+
+
+def _undecided_note(run: dict) -> str:
+    """A sentence listing the claims that held in the baseline and were not decided in this run."""
+    undecided = run.get("undecided") or []
+    if not undecided:
+        return ""
+    items = "; ".join(
+        f"{html.escape(entry['claim'])} ({html.escape(entry['test'])}, {html.escape(entry['error'])})"
+        for entry in undecided
+    )
+    return f", including {len(undecided)} that held in the baseline and were not decided: {items}"
 
 
 def _claim_row(claim: dict) -> str:

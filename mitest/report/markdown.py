@@ -12,13 +12,17 @@ def render_markdown(run: dict, max_chars: int = MAX_CHARS) -> str:
         "# mitest claims",
         "",
         f"**{summary['claims']} claims**: {summary['holds']} hold, {summary['refuted']} refuted, "
-        f"{summary['inconclusive']} inconclusive, {summary['regressions']} baseline regressions "
+        f"{summary['inconclusive']} inconclusive, {summary['regressions']} baseline regressions"
+        f"{_undecided_count(summary)} "
         f"(alpha {run['settings']['alpha']}, correction {run['settings']['correction']}).",
         "",
         "| verdict | claim | test | estimate | CI | threshold | p | baseline |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     text = "\n".join(head) + "\n"
+    undecided = run.get("undecided") or []
+    if undecided:
+        text = "\n".join(head[:4]) + "\n" + _undecided_section(undecided) + "\n" + "\n".join(head[4:]) + "\n"
     for shown, claim in enumerate(run["claims"]):
         row = _row(claim)
         if len(text) + len(row) + 200 > max_chars:
@@ -42,6 +46,22 @@ def _row(claim: dict) -> str:
         status + (f": {_escape(baseline.get('message', ''))}" if status == "regressed" else ""),
     ]
     return "| " + " | ".join(cells) + " |\n"
+
+
+def _undecided_count(summary: dict) -> str:
+    count = summary.get("undecided", 0)
+    return f" ({count} of them claims the tests no longer decided)" if count else ""
+
+
+def _undecided_section(undecided: list[dict]) -> str:
+    """The claims that held in the baseline but whose test raised before deciding them."""
+    lines = ["**Not decided** (held in the baseline; the test raised before deciding them):", ""]
+    lines += [
+        f"- {_escape(entry['claim'])} `{_escape(entry['test'])}`: {_escape(entry['error'])}; "
+        f"baseline estimate {float(entry['old_estimate']):.4g}"
+        for entry in undecided
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _escape(text: str) -> str:
