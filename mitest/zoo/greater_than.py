@@ -88,7 +88,7 @@ class ProbDiff(Metric):
         positions = prompts.answer_positions
         probs = logits[rows.to(logits.device), positions.to(logits.device)].float().softmax(-1)
         years = probs[:, self.first_year_id : self.first_year_id + len(YEARS)]
-        yy = (prompts.targets[rows, positions - self.year_offset] - self.first_year_id).to(logits.device)
+        yy = start_years(prompts, self.year_offset, self.first_year_id).to(logits.device)
         follows = prompts.targets[rows, positions - self.year_offset + 1].to(logits.device)
         wrong = (yy < 0) | (yy >= len(YEARS)) | (follows != VOCAB.index("to"))
         if bool(wrong.any()):
@@ -104,10 +104,11 @@ class ProbDiff(Metric):
 prob_diff = ProbDiff()
 
 
-def start_years(prompts: Prompts) -> torch.Tensor:
-    """Each prompt's start year ``YY`` as an integer 0..99, read from its (clean) tokens."""
+def start_years(prompts: Prompts, year_offset: int = YEAR_OFFSET, first_year_id: int = FIRST_YEAR_ID) -> torch.Tensor:
+    """Each prompt's start year ``YY`` (0..99 for a year token), read from its clean tokens
+    ``year_offset`` tokens before the answer position."""
     rows = torch.arange(len(prompts))
-    return prompts.targets[rows, prompts.answer_positions - YEAR_OFFSET] - FIRST_YEAR_ID
+    return prompts.targets[rows, prompts.answer_positions - year_offset] - first_year_id
 
 
 def prompt_sets(model: Model, n: int = 100, seed: int = 0) -> dict[str, Prompts]:
