@@ -51,6 +51,7 @@ class Effect:
         flipped: per prompt, whether the top-1 prediction at the answer position changed.
         identity: what produced the values (model revision, prompt-set hash, intervention and
             metric keys); with the claim and seed it identifies a claim across runs.
+        notes: warnings about the values that every verdict on them repeats (e.g. cancellation).
     """
 
     clean: np.ndarray
@@ -62,6 +63,7 @@ class Effect:
     hooks: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     flipped: np.ndarray | None = None
     identity: dict[str, str] | None = None
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("clean", "intervened", "corrupted", "flipped"):
@@ -322,6 +324,7 @@ class Effect:
         worst: list[tuple[int, float]],
         per_prompt: np.ndarray,
         test: str | None = None,
+        notes: Sequence[str] = (),
     ) -> Verdict:
         """Decide from the p-values; ``spread`` holds the test's units in the estimate's scale and
         ``gap`` the distance between the estimate and the boundary the test must resolve."""
@@ -351,6 +354,7 @@ class Effect:
             mde=stats.minimum_detectable(sd, m, alpha),
             n_needed=stats.units_needed(gap, sd, alpha) if gap > 0 else None,
             worst=tuple(worst),
+            notes=(*self.notes, *notes),
         )
         if listeners:  # the innermost running test owns the claim (pytester nests sessions)
             listeners[-1](verdict, self, per_prompt)

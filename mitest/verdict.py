@@ -19,7 +19,8 @@ class Verdict:
     tests. ``gap`` is the distance between the estimate and the boundary the test must resolve
     (for equivalence, the nearer margin); ``power`` is the power to resolve it at this n, ``mde``
     the smallest such distance detectable with 80% power, and ``n_needed`` the n that would
-    resolve the observed gap.
+    resolve the observed gap. ``notes`` are warnings about the data behind the verdict (for example
+    cancellation in a causal scrubbing run), shown in the summary and the reports.
     """
 
     outcome: str
@@ -41,6 +42,7 @@ class Verdict:
     mde: float | None
     n_needed: int | None
     worst: tuple[tuple[int, float], ...]
+    notes: tuple[str, ...] = ()
 
     @property
     def holds(self) -> bool:
@@ -55,6 +57,7 @@ class Verdict:
         """Plain, JSON-ready data."""
         data = asdict(self)
         data["worst"] = [list(item) for item in self.worst]
+        data["notes"] = list(self.notes)
         return data
 
     def summary(self) -> str:
@@ -77,6 +80,7 @@ class Verdict:
             if self.n_needed and self.gap > 0:
                 advice += f"; use {unit}>={self.n_needed} for {_num(self.gap)}"
             lines.append("  " + advice)
+        lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
 
     def __str__(self) -> str:

@@ -60,10 +60,11 @@ def _claim_row(claim: dict) -> str:
     if baseline.get("message"):
         base_text += f'<div class="small">{html.escape(baseline["message"])}</div>'
     values = (claim.get("per_prompt") or {}).get("claim_value") or []
+    notes = "".join(f'<div class="small">⚠ {html.escape(note)}</div>' for note in claim.get("notes") or ())
     return (
         f'<tr><td class="verdict" style="color:{color}">{claim["outcome"]}</td>'
         f'<td>{html.escape(claim["claim"])}<div class="small">{html.escape(claim["test"])} · '
-        f"{html.escape(claim['metric'])} · n={claim['n']}</div></td>"
+        f"{html.escape(claim['metric'])} · n={claim['n']}</div>{notes}</td>"
         f"<td>{_forest(claim, color)}</td><td>{_strip(values, color)}</td>"
         f"<td>{claim['pvalue']:.2g}</td><td>{base_text}</td></tr>"
     )

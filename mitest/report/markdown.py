@@ -35,9 +35,10 @@ def render_markdown(run: dict, max_chars: int = MAX_CHARS) -> str:
 def _row(claim: dict) -> str:
     baseline = claim.get("baseline") or {}
     status = baseline.get("status", "")
+    notes = "".join(f"<br>⚠ {_escape(note)}" for note in claim.get("notes") or ())
     cells = [
         f"**{claim['outcome']}**",
-        _escape(claim["claim"]),
+        _escape(claim["claim"]) + notes,
         f"`{_escape(claim['test'])}`",
         f"{float(claim['estimate']):.4g}",
         f"[{float(claim['low']):.4g}, {float(claim['high']):.4g}]",
