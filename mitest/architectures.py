@@ -55,8 +55,8 @@ def _residual_sum(attention: str, first_norm: str) -> LayerSite:
 
     It exists only as a local variable (``attn_out + resid_pre``), so mitest reads it as the
     attention output plus the residual entering the first LayerNorm, and writes it back through
-    the attention output. Hooking the second LayerNorm's input instead would change only what
-    the MLP sees, not the residual stream.
+    the attention output. Hooking the second LayerNorm's input instead changes only what the MLP
+    sees, not the residual stream: that is ``hook_mlp_in``, as in TransformerLens.
     """
     return LayerSite(attention, "residual_sum", _same, addend=first_norm)
 
@@ -141,6 +141,7 @@ GPT2 = Family(
         ),
         "hook_attn_out": LayerSite("attn", "output", _same),
         "hook_resid_mid": _residual_sum("attn", "ln_1"),
+        "hook_mlp_in": LayerSite("ln_2", "input", _same),
         "mlp.hook_pre": LayerSite("mlp.c_fc", "output", _same, _D_MLP),
         "mlp.hook_post": LayerSite("mlp.c_proj", "input", _same, _D_MLP),
         "hook_mlp_out": LayerSite("mlp", "output", _same),
@@ -165,6 +166,7 @@ GPT_NEOX = Family(
         "hook_attn_out": LayerSite("attention", "output", _same),
         # Only without the parallel residual does a residual point exist between attention and MLP.
         "hook_resid_mid": _residual_sum("attention", "input_layernorm"),
+        "hook_mlp_in": LayerSite("post_attention_layernorm", "input", _same),
         "mlp.hook_pre": LayerSite("mlp.dense_h_to_4h", "output", _same, _D_MLP),
         "mlp.hook_post": LayerSite("mlp.dense_4h_to_h", "input", _same, _D_MLP),
         "hook_mlp_out": LayerSite("mlp", "output", _same),
@@ -189,6 +191,7 @@ LLAMA = Family(
         ),
         "hook_attn_out": LayerSite("self_attn", "output", _same),
         "hook_resid_mid": _residual_sum("self_attn", "input_layernorm"),
+        "hook_mlp_in": LayerSite("post_attention_layernorm", "input", _same),
         "mlp.hook_post": LayerSite("mlp.down_proj", "input", _same, _D_MLP),
         "hook_mlp_out": LayerSite("mlp", "output", _same),
         "hook_resid_post": LayerSite("", "output", _same),

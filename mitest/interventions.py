@@ -3,6 +3,7 @@
 * :func:`ablate` — replace sites by zero, their mean over a reference set, or values resampled
   from other prompts. On a direction site, zero ablation projects the direction out.
 * :func:`patch` — activation patching between the clean and the corrupted (or any aligned) run.
+* :func:`path_patch` — patching along direct residual paths only, from senders to receivers.
 * :func:`steer` — add ``coef * vector`` along a direction.
 * :func:`combine` (or ``a + b``) — several interventions in one forward pass.
 """
@@ -61,6 +62,19 @@ class Patch(Intervention):
 
 
 @dataclass(frozen=True)
+class PathPatch(Intervention):
+    """Let ``sender``'s value from another run reach only ``receivers`` (see :func:`path_patch`)."""
+
+    sender: Sites
+    receivers: Sites
+    source: Prompts | str = "corrupted"
+
+    @property
+    def runs_on(self) -> str:
+        return "corrupted" if self.source == "clean" else "clean"
+
+
+@dataclass(frozen=True)
 class Steer(Intervention):
     """Add ``coef`` times a direction to its site."""
 
@@ -80,6 +94,10 @@ class Combined(Intervention):
                 raise InterventionError(
                     f"combine() takes interventions (ablate, patch, steer), got {type(item).__name__}"
                 )
+        if len(self.parts()) > 1 and any(isinstance(part, PathPatch) for part in self.parts()):
+            raise InterventionError(
+                "path_patch runs passes of its own and cannot be combined with other interventions; measure it alone"
+            )
         if len({part.runs_on for part in self.parts()}) > 1:
             raise InterventionError(
                 "cannot combine a patch from the clean run (which runs the corrupted prompts) with interventions "
@@ -140,6 +158,39 @@ def patch(sites: Any, source: Prompts | str = "corrupted") -> Patch:
             f"patch source must be 'corrupted', 'clean' or a Prompts set, got {type(source).__name__}"
         )
     return Patch(as_sites(sites), source)
+
+
+def path_patch(sender: Any, receivers: Any, source: Prompts | str = "corrupted") -> PathPatch:
+    """Path patching (Wang et al. 2022): ``sender``'s source value reaches only ``receivers``.
+
+    The clean prompts run with each receiver's input recomputed from the residual stream in which
+    the sender's output alone is taken from the ``source`` run (``"corrupted"`` twins, or an aligned
+    Prompts set); every other head, MLP and the embedding keep their clean values, so no path through
+    another component carries the change. Downstream of the receivers everything is recomputed.
+    Exact: LayerNorms see the whole modified residual; nothing is linearised.
+
+    Args:
+        sender: heads (``mt.heads("0.1")``), an MLP (``mt.mlp(0)``) or ``"hook_embed"``, with
+            optional ``.at(positions)``.
+        receivers: head inputs (``mt.heads("1.2", kind="k")``; a head with ``kind="z"`` means its
+            q, k and v), MLPs (``mt.mlp(1)``: its input), residual points (``mt.resid(1, "mid")``) or
+            ``"logits"`` (the residual stream's end: the sender's direct effect on the logits), with
+            optional ``.at(positions)``.
+        source: ``"corrupted"``, or ``"clean"`` to run the corrupted prompts with the sender's clean
+            value (denoising), or a token-aligned Prompts set.
+    """
+    if isinstance(source, str) and source not in PATCH_SOURCES:
+        raise InterventionError(f"unknown path_patch source {source!r}; use 'corrupted', 'clean' or a Prompts set")
+    if not isinstance(source, (str, Prompts)):
+        raise InterventionError(
+            f"path_patch source must be 'corrupted', 'clean' or a Prompts set, got {type(source).__name__}"
+        )
+    senders, targets = as_sites(sender), as_sites(receivers)
+    if not senders or not targets:
+        raise InterventionError("path_patch needs at least one sender and one receiver")
+    if any(site.direction is not None for site in (*senders, *targets)):
+        raise InterventionError("path_patch senders and receivers are whole sites; drop the direction")
+    return PathPatch(senders, targets, source)
 
 
 def steer(direction: Site, coef: float = 1.0) -> Steer:

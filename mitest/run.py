@@ -27,11 +27,12 @@ from .errors import (
     SiteError,
 )
 from .hooks import HookSet, HookStats, eager_attention
-from .interventions import Ablate, Intervention, Patch, Steer
+from .interventions import Ablate, Intervention, Patch, PathPatch, Steer
 from .metrics import Custom, Metric, as_metric
 from .model import Model
 from .positions import ALL
 from .prompts import Prompts
+from .residual import check_supported, read_stage, reader_sites, write_stage, writers
 from .sites import Site, as_sites
 
 # value(view, batch) -> the replacement for the whole view (only selected entries are used)
@@ -249,19 +250,32 @@ class _Engine:
 
     def capture(self, prompts: Prompts, point: HookPoint) -> torch.Tensor:
         """The site's activation on every prompt, padded to ``[n, max_len, ...]``."""
+        return self.capture_all(prompts, [point])[0]
 
-        def compute():
-            store: list[torch.Tensor] = []
+    def capture_all(self, prompts: Prompts, points: list[HookPoint]) -> list[torch.Tensor]:
+        """Several sites' activations, from one clean pass for all those not yet cached."""
+        keys = [("capture", self.eager, prompts.fingerprint, point.name) for point in points]
+        found = {key: self.cache.get(key, lambda: None) for key in keys if key in self.cache}
+        missing = {key: point for key, point in zip(keys, points, strict=True) if key not in found}
+        if missing:
+            hooks = HookSet(self.model.hf_model)
+            stores = {key: self._reader(prompts, point, hooks) for key, point in missing.items()}
+            self.run(prompts, hooks, lambda batch, logits: None)
+            for key, (store, stats) in stores.items():
+                _check_fired([stats], self.passes(prompts))
+                found[key] = self.cache.get(key, lambda store=store: store[0])
+        return [found[key] for key in keys]
 
-            def read(view):
-                if not store:
-                    store.append(view.new_zeros(_padded_shape(len(prompts), prompts.tokens.shape[1], view, point)))
-                _write_padded(store[0], self.current.index.to(view.device), view, point)
+    def _reader(self, prompts: Prompts, point: HookPoint, hooks: HookSet) -> tuple[list[torch.Tensor], HookStats]:
+        """Add to ``hooks`` a read of ``point`` into a padded ``[n, max_len, ...]`` store (filled by the run)."""
+        store: list[torch.Tensor] = []
 
-            self._read_pass(prompts, point, read)
-            return store[0]
+        def read(view):
+            if not store:
+                store.append(view.new_zeros(_padded_shape(len(prompts), prompts.tokens.shape[1], view, point)))
+            _write_padded(store[0], self.current.index.to(view.device), view, point)
 
-        return self.cache.get(("capture", self.eager, prompts.fingerprint, point.name), compute)
+        return store, hooks.add(point, read)
 
     def mean(self, prompts: Prompts, point: HookPoint, per_position: bool) -> torch.Tensor:
         """Mean activation over real (non-padding) tokens: per position ``[max_len, ...]`` or pooled."""
@@ -298,6 +312,51 @@ class _Engine:
         stats = hooks.add(point, read)
         self.run(prompts, hooks, lambda batch, logits: None)
         _check_fired([stats], self.passes(prompts))
+
+    def path_inputs(self, part: PathPatch, prompts: Prompts) -> dict[str, torch.Tensor]:
+        """The readers' values when only the direct paths from ``part.sender`` carry its source value.
+
+        One pass over the base prompts in which every writer to the residual stream is held at its
+        clean value, except the sender's entries, which take their value on the source prompts.
+        """
+        base, source = _input_prompts(part, prompts), _patch_source(part, prompts)
+        source.check_vocab(self.model.vocab_size)
+        senders = _path_senders(self.model, part)
+        readers = list({site.name: self.model.resolve(site.name) for site in _path_readers(self.model, part)}.values())
+
+        def compute():
+            points = [self.model.resolve(name) for name in writers(self.model)]
+            clean = self.capture_all(base, points)
+            sent = sorted({site.name for site in senders})
+            from_source = dict(zip(sent, self.capture_all(source, [self.model.resolve(n) for n in sent]), strict=True))
+            hooks = HookSet(self.model.hf_model)
+            frozen = [
+                hooks.add(point, self._freeze(point, held, senders, from_source.get(point.name)))
+                for point, held in zip(points, clean, strict=True)
+            ]
+            stores = {point.name: self._reader(base, point, hooks) for point in readers}
+            self.run(base, hooks, lambda batch, logits: None)
+            _check_fired(frozen + [stats for _, stats in stores.values()], self.passes(base))
+            return {name: store[0] for name, (store, _) in stores.items()}
+
+        return self.cache.get(("paths", self.eager, base.fingerprint, part.key()), compute)
+
+    def _freeze(
+        self, point: HookPoint, held: torch.Tensor, senders: tuple[Site, ...], source: torch.Tensor | None
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """An edit that sets a writer to ``held``, except where a sender selects it: there ``source``."""
+        chosen = [site for site in senders if site.name == point.name]
+
+        def edit(view: torch.Tensor) -> torch.Tensor:
+            batch = self.current
+            value = _rows(held, batch.index, view, point)
+            for site in chosen:
+                select = _selection(view, batch, site)
+                sent = _rows(source, batch.index, view, point)
+                value = sent if select is None else torch.where(select, sent, value)
+            return value
+
+        return edit
 
     def intervened(
         self, prompts: Prompts, plans: list[_Plan], metric: Metric, references: list | None
@@ -438,6 +497,9 @@ class _Plan:
         if isinstance(part, Steer):
             step = torch.tensor(self.site.direction, dtype=torch.float64) * part.coef
             self.value = lambda view, batch: view + _fit(step, view, self.site).to(dtype=view.dtype)
+        elif isinstance(part, PathPatch):
+            acts = engine.path_inputs(part, prompts)[self.point.name]
+            self.value = lambda view, batch: _rows(acts, batch.index, view, self.point)
         elif isinstance(part, Patch):
             source = _patch_source(part, prompts)
             source.check_vocab(engine.model.vocab_size)
@@ -458,7 +520,10 @@ class _Plan:
 
 
 def _plans(part: Intervention, model: Model, prompts: Prompts) -> list[_Plan]:
-    sites = (part.direction,) if isinstance(part, Steer) else part.sites
+    if isinstance(part, PathPatch):
+        sites = _path_readers(model, part)
+    else:
+        sites = (part.direction,) if isinstance(part, Steer) else part.sites
     plans = []
     for site in sites:
         point = model.resolve(site.name)
@@ -466,6 +531,36 @@ def _plans(part: Intervention, model: Model, prompts: Prompts) -> list[_Plan]:
         project = site.direction is not None and not isinstance(part, Steer)
         plans.append(_Plan(part, site, point, project))
     return plans
+
+
+def _path_senders(model: Model, part: PathPatch) -> tuple[Site, ...]:
+    """The senders as writer sites (an attention layer's output is all its heads), checked."""
+    check_supported(model, "path_patch")
+    senders = []
+    for site in part.sender:
+        if site.name.endswith(".hook_attn_out"):
+            site = Site(site.name.replace(".hook_attn_out", ".attn.hook_z"), None, site.positions)
+        write_stage(site.name)  # raises for sites that do not write to the residual stream
+        _check_index(site, model.resolve(site.name))
+        senders.append(site)
+    return tuple(senders)
+
+
+def _path_readers(model: Model, part: PathPatch) -> list[Site]:
+    """The receivers' input sites, each checked to read the residual stream after every sender writes."""
+    senders = _path_senders(model, part)
+    last = max(senders, key=lambda site: write_stage(site.name))
+    readers = []
+    for receiver in part.receivers:
+        for site in reader_sites(model, receiver):
+            _check_index(site, model.resolve(site.name))
+            if read_stage(model, site.name) < write_stage(last.name):
+                raise InterventionError(
+                    f"{last} writes to the residual stream after {receiver} reads it; a path runs forward, "
+                    "so pick a receiver in a later layer (or the MLP of the sender's layer)"
+                )
+            readers.append(site)
+    return readers
 
 
 def _check_index(site: Site, point: HookPoint) -> None:
@@ -491,7 +586,7 @@ def _rows(acts: torch.Tensor, rows: torch.Tensor, view: torch.Tensor, point: Hoo
     return value.to(view.device)
 
 
-def _patch_source(part: Patch, prompts: Prompts) -> Prompts:
+def _patch_source(part: Patch | PathPatch, prompts: Prompts) -> Prompts:
     if part.source == "corrupted":
         return _corrupted(prompts, "patch(source='corrupted') needs the corrupted prompts")
     if part.source == "clean":
