@@ -27,7 +27,7 @@ from .errors import (
     SiteError,
 )
 from .hooks import HookSet, HookStats, eager_attention
-from .interventions import Ablate, Intervention, Patch, PathPatch, Steer
+from .interventions import Ablate, Intervention, Patch, PathPatch, Scrub, Steer
 from .metrics import Custom, Metric, as_metric
 from .model import Model
 from .positions import ALL
@@ -67,6 +67,8 @@ def measure(
             f"intervention must be mt.ablate/patch/steer/combine, got {type(intervention).__name__}"
         )
     metric = as_metric(metric)
+    if isinstance(intervention.parts()[0], Scrub):
+        return _scrubbed(model, prompts, intervention.parts()[0], metric, batch_size)
     engine = _Engine(model, batch_size)
     plans = [plan for part in intervention.parts() for plan in _plans(part, model, prompts)]
     engine.eager = any(plan.point.kind == "pattern" for plan in plans)
@@ -95,6 +97,29 @@ def measure(
             "intervention": intervention.key(),
             "metric": metric.key() if not isinstance(metric, Custom) else f"custom:{metric.name}",
         },
+    )
+
+
+def _scrubbed(model: Model, prompts: Prompts, part: Scrub, metric: Metric, batch_size: int) -> Effect:
+    from .scrubbing import scrub_effect  # scrubbing builds on this module's engine
+
+    clean, scrubbed, resampled, flipped, stats, notes = scrub_effect(model, prompts, part, metric, batch_size)
+    return Effect(
+        clean=clean,
+        intervened=scrubbed,
+        corrupted=resampled,
+        groups=prompts.groups,
+        intervention=part.to_dict(),
+        metric=metric.name,
+        hooks=tuple({"site": s.site, "fired": s.fired, "changed": s.changed} for s in stats),
+        flipped=flipped,
+        identity={
+            "model": model.revision_at(model.weights_version()),
+            "prompts": prompts.fingerprint,
+            "intervention": part.key(),
+            "metric": metric.key() if not isinstance(metric, Custom) else f"custom:{metric.name}",
+        },
+        notes=notes,
     )
 
 
@@ -357,6 +382,15 @@ class _Engine:
             return value
 
         return edit
+
+    def captured(self, prompts: Prompts, plans: list[_Plan], points: list[HookPoint]) -> list[torch.Tensor]:
+        """Activations at ``points`` (each ``[n, max_len, ...]``) with every plan's edit installed."""
+        hooks = HookSet(self.model.hf_model)
+        stats = [hooks.add(plan.point, self._edit(plan)) for plan in plans]
+        stores = [self._reader(prompts, point, hooks) for point in points]
+        self.run(prompts, hooks, lambda batch, logits: None)
+        _check_fired(stats + [read for _, read in stores], self.passes(prompts))
+        return [store[0] for store, _ in stores]
 
     def intervened(
         self, prompts: Prompts, plans: list[_Plan], metric: Metric, references: list | None

@@ -1,0 +1,216 @@
+"""Causal scrubbing: run a model on the treeified hypothesis, every path on its own resampled prompt.
+
+The hypothesis is evaluated from the root down. To compute a node on a reference prompt, mitest
+runs one pass over the prompt set in which every writer to the residual stream that the node
+reads is replaced: writers the hypothesis names as the node's parents take the value computed
+(recursively) on a prompt that agrees with the reference on the parent's feature; every other
+writer takes its clean value on one random other prompt. The node's own output is read from that
+pass. A head node whose edges name separate inputs gets one such pass per input (q, k, v), then a
+pass that combines them. The root is the logits; the metric always reads the reference prompt's
+own answer and targets.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .architectures import HookPoint
+from .errors import InterventionError
+from .hypothesis import ALL_INPUTS, HEAD_INPUTS, OUTPUT, Hypothesis, HypothesisError, Prompt
+from .interventions import Scrub
+from .metrics import Metric
+from .model import Model
+from .prompts import Prompts
+from .residual import EMBED, LOGITS, check_supported, read_stage, write_stage, writers
+from .run import _check_fired, _check_index, _Engine, _Plan, _rows, _selection
+from .sites import Site
+
+CANCELLING_SHARE = 0.05  # share of prompts on each side of the clean model that counts as cancellation
+
+
+def scrub_effect(model: Model, prompts: Prompts, part: Scrub, metric: Metric, batch_size: int) -> tuple:
+    """Per-prompt clean, scrubbed and fully resampled metric values, and the hooks' stats.
+
+    Returns ``(clean, scrubbed, resampled, flipped, hooks, notes)`` for :func:`mitest.measure`.
+    """
+    check_supported(model, "scrub")
+    engine = _Engine(model, batch_size)
+    clean, references, clean_top1 = engine.metric_values(prompts, metric)
+    scrubber = _Scrubber(engine, prompts, part)
+    scrubbed, top1, stats = scrubber.output(part.hypothesis.parents, metric, references)
+    resampled, _, _ = scrubber.output(lambda child, read: (), metric, references)
+    notes = _cancellation(clean, scrubbed, resampled, part.tolerance)
+    return clean, scrubbed, resampled, top1 != clean_top1, stats, notes
+
+
+class _Scrubber:
+    """Evaluates nodes of one hypothesis on resampled prompts, with one seeded generator."""
+
+    def __init__(self, engine: _Engine, prompts: Prompts, part: Scrub) -> None:
+        self.engine, self.prompts, self.part = engine, prompts, part
+        self.hypothesis: Hypothesis = part.hypothesis
+        self.model = engine.model
+        self.rng = np.random.default_rng(part.seed)
+        _check_order(self.model, self.hypothesis)
+        names = writers(self.model)
+        self.points = {name: self.model.resolve(name) for name in names}
+        for _, site in self.hypothesis.nodes:
+            _check_index(site, self.model.resolve(site.name))
+        self.clean = dict(zip(names, engine.capture_all(prompts, list(self.points.values())), strict=True))
+        self.lengths = prompts.lengths.numpy()
+        self.features = {name: _feature_values(name, fn, prompts) for name, fn in self.hypothesis.features}
+
+    def output(self, parents: Callable[[str, str], tuple[str, ...]], metric: Metric, references: list | None):
+        """Metric values, top-1 tokens and hook stats of the logits with the given root parents."""
+        rows = np.arange(len(self.prompts))
+        plans = self._inputs(OUTPUT, parents(OUTPUT, ALL_INPUTS), rows, read_stage(self.model, LOGITS))
+        values, top1, stats = self.engine.intervened(self.prompts, plans, metric, references)
+        _check_fired(stats, self.engine.passes(self.prompts))
+        return values, top1, stats
+
+    def value(self, node: str, rows: np.ndarray) -> torch.Tensor:
+        """Node ``node``'s writer activation ``[n, len, ...]``, row ``i`` computed for reference ``rows[i]``."""
+        site = self.hypothesis.site(node)
+        if site.name == EMBED:
+            return self.clean[EMBED][torch.from_numpy(rows)]
+        point = self.points[site.name]
+        stage = _node_read_stage(self.model, site)
+        if not self._split(node):
+            plans = self._inputs(node, self.hypothesis.parents(node, ALL_INPUTS), rows, stage)
+            return self.engine.captured(self.prompts, plans, [point])[0]
+        layer = site.name.split(".")[1]
+        combined = []
+        for read in HEAD_INPUTS:
+            read_point = self.model.resolve(f"blocks.{layer}.attn.hook_{read}")
+            plans = self._inputs(node, self.hypothesis.parents(node, read), rows, stage)
+            acts = self.engine.captured(self.prompts, plans, [read_point])[0]
+            combined.append(
+                _Plan(self.part, Site(read_point.name, site.index), read_point, False, _copy(acts, read_point))
+            )
+        return self.engine.captured(self.prompts, combined, [point])[0]
+
+    def _split(self, node: str) -> bool:
+        """Whether the hypothesis gives the head node's q, k and v inputs separate parents."""
+        return any(edge.child == node and edge.read != ALL_INPUTS for edge in self.hypothesis.edges)
+
+    def _inputs(self, node: str, parents: tuple[str, ...], rows: np.ndarray, stage: int) -> list[_Plan]:
+        """Plans replacing every writer up to ``stage``: claimed parents resampled by feature, the rest random."""
+        random_rows = torch.from_numpy(self._other(rows))
+        claimed = [(self.hypothesis.site(p), self.value(p, self._agreeing(rows, p))) for p in parents]
+        plans = []
+        for name, point in self.points.items():
+            if write_stage(name) > stage:
+                continue
+            mine = [(site, acts) for site, acts in claimed if site.name == name]
+            value = _assemble(point, self.clean[name], random_rows, mine)
+            plans.append(_Plan(self.part, Site(name), point, False, value))
+        return plans
+
+    def _other(self, rows: np.ndarray) -> np.ndarray:
+        """For each reference, a random other prompt of the same length."""
+        out = np.empty_like(rows)
+        for i, row in enumerate(rows):
+            pool = np.flatnonzero((self.lengths == self.lengths[row]) & (np.arange(len(self.lengths)) != row))
+            if len(pool) == 0:
+                raise InterventionError(
+                    f"scrub: prompt {row} has {self.lengths[row]} tokens and no other prompt has that length; "
+                    "scrubbing swaps position-aligned activations, so add prompts of that length"
+                )
+            out[i] = self.rng.choice(pool)
+        return out
+
+    def _agreeing(self, rows: np.ndarray, node: str) -> np.ndarray:
+        """For each reference, a random other prompt agreeing on ``node``'s feature (itself if none does)."""
+        values = self.features.get(node)
+        if values is None:
+            return rows
+        out = rows.copy()
+        for i, row in enumerate(rows):
+            pool = [
+                j
+                for j in range(len(values))
+                if j != row and self.lengths[j] == self.lengths[row] and values[j] == values[row]
+            ]
+            if pool:
+                out[i] = self.rng.choice(pool)
+        return out
+
+
+def _assemble(
+    point: HookPoint, clean: torch.Tensor, random_rows: torch.Tensor, claimed: list[tuple[Site, torch.Tensor]]
+) -> Callable[[torch.Tensor, Prompts], torch.Tensor]:
+    """A writer's value: its clean value on the random prompts, overlaid with the claimed nodes' values."""
+
+    def value(view: torch.Tensor, batch: Prompts) -> torch.Tensor:
+        out = _rows(clean, random_rows[batch.index], view, point)
+        for site, acts in claimed:
+            mine = _rows(acts, batch.index, view, point)
+            select = _selection(view, batch, site)
+            out = mine if select is None else torch.where(select, mine, out)
+        return out
+
+    return value
+
+
+def _copy(acts: torch.Tensor, point: HookPoint) -> Callable[[torch.Tensor, Prompts], torch.Tensor]:
+    return lambda view, batch: _rows(acts, batch.index, view, point)
+
+
+def _node_read_stage(model: Model, site: Site) -> int:
+    layer = int(site.name.split(".")[1])
+    kind = "attn.hook_q" if site.name.endswith("attn.hook_z") else "hook_mlp_in"
+    return read_stage(model, f"blocks.{layer}.{kind}")
+
+
+def _check_order(model: Model, hypothesis: Hypothesis) -> None:
+    for edge in hypothesis.edges:
+        if edge.child == OUTPUT:
+            continue
+        child = hypothesis.site(edge.child)
+        if write_stage(hypothesis.site(edge.parent).name) > _node_read_stage(model, child):
+            raise HypothesisError(
+                f"edge {edge.parent!r} -> {edge.child!r}: {hypothesis.site(edge.parent)} writes to the residual "
+                f"stream after {child} reads it; edges run forward through the layers"
+            )
+
+
+def _feature_values(node: str, fn, prompts: Prompts) -> list:
+    values = []
+    for i in range(len(prompts)):
+        prompt = Prompt(
+            tokens=tuple(prompts.ids[i, : int(prompts.lengths[i])].tolist()),
+            answer=None if prompts.answers is None else int(prompts.answers[i]),
+            wrong=None if prompts.wrong is None else int(prompts.wrong[i]),
+            group=None if prompts.groups is None else prompts.groups[i],
+            index=i,
+        )
+        try:
+            value = fn(prompt)
+            hash(value)
+        except Exception as error:  # noqa: BLE001 - the user's function; say which node and prompt
+            raise HypothesisError(
+                f"feature of node {node!r} failed on prompt {i} ({type(error).__name__}: {error}); "
+                "a feature is f(prompt) -> hashable value, with prompt.tokens, .answer, .wrong, .group"
+            ) from error
+        values.append(value)
+    return values
+
+
+def _cancellation(clean: np.ndarray, scrubbed: np.ndarray, resampled: np.ndarray, tolerance: float) -> tuple[str, ...]:
+    """A note when the mean hides prompts scrubbed well above and well below the clean model."""
+    gap = float(np.mean(clean - resampled))
+    if gap == 0:
+        return ()
+    deviation = np.sign(gap) * (scrubbed - clean) / abs(gap)
+    above, below = int((deviation > tolerance).sum()), int((deviation < -tolerance).sum())
+    floor = max(2, math.ceil(CANCELLING_SHARE * len(clean)))
+    if above < floor or below < floor:
+        return ()
+    return (
+        f"cancellation: scrubbing put {above} of {len(clean)} prompts above the clean model and {below} below it, "
+        f"each by more than {tolerance:g} of the clean-minus-resampled gap; the mean hides both",
+    )
