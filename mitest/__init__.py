@@ -28,6 +28,8 @@ _EXPORTS = {
     "ClaimInconclusive": "mitest.claims",
     "ClaimRefuted": "mitest.claims",
     "expect_monotonic": "mitest.claims",
+    "circuit": "mitest.circuits",
+    "CircuitTest": "mitest.circuits",
     "HookNotFiredError": "mitest.errors",
     "InterventionError": "mitest.errors",
     "MetricError": "mitest.errors",

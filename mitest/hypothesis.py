@@ -78,6 +78,7 @@ class Hypothesis(Spec):
         features: Mapping[str, Feature] | None = None,
     ) -> None:
         named = tuple((_node_name(name), _node_site(name, site)) for name, site in dict(nodes).items())
+        _check_disjoint(named)
         object.__setattr__(self, "nodes", named)
         object.__setattr__(self, "edges", tuple(_edge(self, edge) for edge in edges))
         object.__setattr__(self, "features", tuple(_features(self, features or {})))
@@ -143,6 +144,20 @@ def _node_site(name: str, spec: Any) -> Site:
             "(mt.heads('1.0')), an MLP (mt.mlp(0)) or the token embedding ('hook_embed')"
         )
     return site
+
+
+def _check_disjoint(nodes: tuple[tuple[str, Site], ...]) -> None:
+    """Two nodes may share a site only on different heads or at different positions."""
+    for i, (first, a) in enumerate(nodes):
+        for second, b in nodes[i + 1 :]:
+            if a.name != b.name or a.positions != b.positions:
+                continue
+            if a.index is not None and b.index is not None and not set(a.index) & set(b.index):
+                continue
+            raise HypothesisError(
+                f"nodes {first!r} and {second!r} both claim {a.name} (heads {a.index or 'all'} and "
+                f"{b.index or 'all'}); a component belongs to one node, so split the heads between them"
+            )
 
 
 def _edge(hypothesis: Hypothesis, edge: Any) -> Edge:

@@ -200,6 +200,12 @@ class Mi:
 
         return measure(model, prompts, intervention, metric, **kwargs)
 
+    def circuit(self, model: Any, prompts: Any, circuit: Any, metric: Any, **kwargs: Any) -> Any:
+        """``mt.circuit`` with the session's caches; its claims are recorded for reports."""
+        from mitest.circuits import circuit as circuit_test
+
+        return circuit_test(model, prompts, circuit, metric, **kwargs)
+
 
 @pytest.fixture(scope="session")
 def mi(request: pytest.FixtureRequest) -> Mi:

@@ -41,9 +41,12 @@ def scrub_effect(model: Model, prompts: Prompts, part: Scrub, metric: Metric, ba
     engine = _Engine(model, batch_size)
     clean, references, clean_top1 = engine.metric_values(prompts, metric)
     scrubber = _Scrubber(engine, prompts, part)
-    scrubbed, top1, stats = scrubber.output(part.hypothesis.parents, metric, references)
-    resampled, _, _ = scrubber.output(lambda child, read: (), metric, references)
-    notes = _cancellation(clean, scrubbed, resampled, part.tolerance)
+    scrubbed, top1, stats = scrubber.output(
+        part.hypothesis.parents, np.random.default_rng(part.seed), metric, references
+    )
+    # The base has its own generator, so every hypothesis scrubbed with one seed shares it.
+    resampled, _, _ = scrubber.output(lambda child, read: (), np.random.default_rng([part.seed, 1]), metric, references)
+    notes = scrubber.unmatched() + _cancellation(clean, scrubbed, resampled, part.tolerance)
     return clean, scrubbed, resampled, top1 != clean_top1, stats, notes
 
 
@@ -54,7 +57,6 @@ class _Scrubber:
         self.engine, self.prompts, self.part = engine, prompts, part
         self.hypothesis: Hypothesis = part.hypothesis
         self.model = engine.model
-        self.rng = np.random.default_rng(part.seed)
         _check_order(self.model, self.hypothesis)
         names = writers(self.model)
         self.points = {name: self.model.resolve(name) for name in names}
@@ -64,8 +66,15 @@ class _Scrubber:
         self.lengths = prompts.lengths.numpy()
         self.features = {name: _feature_values(name, fn, prompts) for name, fn in self.hypothesis.features}
 
-    def output(self, parents: Callable[[str, str], tuple[str, ...]], metric: Metric, references: list | None):
+    def output(
+        self,
+        parents: Callable[[str, str], tuple[str, ...]],
+        rng: np.random.Generator,
+        metric: Metric,
+        references: list | None,
+    ):
         """Metric values, top-1 tokens and hook stats of the logits with the given root parents."""
+        self.rng = rng
         rows = np.arange(len(self.prompts))
         plans = self._inputs(OUTPUT, parents(OUTPUT, ALL_INPUTS), rows, read_stage(self.model, LOGITS))
         values, top1, stats = self.engine.intervened(self.prompts, plans, metric, references)
@@ -92,6 +101,19 @@ class _Scrubber:
                 _Plan(self.part, Site(read_point.name, site.index), read_point, False, _copy(acts, read_point))
             )
         return self.engine.captured(self.prompts, combined, [point])[0]
+
+    def unmatched(self) -> tuple[str, ...]:
+        """Notes naming features that leave prompts with no other agreeing prompt to resample from."""
+        notes = []
+        for node, values in self.features.items():
+            keys = list(zip(self.lengths.tolist(), values, strict=True))
+            alone = sum(keys.count(key) == 1 for key in keys)
+            if alone:
+                notes.append(
+                    f"feature of node {node!r}: {alone} of {len(keys)} prompts have no other prompt of their length "
+                    "that agrees on it, so their inputs to it are not resampled (add prompts that share the feature)"
+                )
+        return tuple(notes)
 
     def _split(self, node: str) -> bool:
         """Whether the hypothesis gives the head node's q, k and v inputs separate parents."""

@@ -24,6 +24,9 @@ CIRCUIT_TESTS = {
     "hypotheses/test_induction_composition.py::test_previous_token_head_is_irrelevant_at_the_queries",
     "hypotheses/test_induction_sufficiency.py::test_induction_heads_recover_the_answer",
     "hypotheses/test_induction_sufficiency.py::test_the_strongest_induction_head_alone_recovers_a_share",
+    "hypotheses/test_induction_circuit.py::test_the_induction_circuit_explains_the_repeat_loss",
+    "hypotheses/test_induction_circuit.py::test_the_previous_token_head_reaches_the_answer_through_the_keys",
+    "hypotheses/test_induction_circuit.py::test_the_previous_token_head_is_not_read_at_the_queries",
 }
 
 
@@ -66,3 +69,24 @@ def test_the_readme_tour_runs_as_written(pytester, monkeypatch):
     result.assert_outcomes(passed=2)
     assert (pytester.path / "baselines" / "test_my_claims.json").is_file()
     assert (pytester.path / "reports" / "summary.md").is_file()
+
+
+def test_the_readme_circuit_claim_holds_with_the_quoted_numbers():
+    """The README's scrubbing snippet runs as written and its quoted recovery and interval are current."""
+    import mitest as mt
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Circuit claims", 1)[1]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    model, prompts = mt.zoo.load("induction")
+    scope = {
+        "mt": mt,
+        "mi": mt,
+        "model": model,
+        "prompts": prompts,
+        "INDUCTION_HEADS": mt.heads("1.0", "1.1", "1.2", "1.3"),
+    }
+    exec(compile(snippet, "README.md", "exec"), scope)  # noqa: S102 - our own README
+    verdict = scope["effect"].expect_recovery(at_least=0.9, alpha=0.05 / 29)  # the bundled suite: 29 claims
+    quoted = snippet.split("# HOLDS: recovers ", 1)[1].split("\n", 1)[0]
+    assert quoted == (f"{verdict.estimate:.3f}, {verdict.level * 100:.1f}% CI [{verdict.low:.3f}, {verdict.high:.3f}]")

@@ -127,6 +127,27 @@ def test_the_effect_records_what_was_scrubbed(induction):
     assert all(hook["fired"] > 0 for hook in effect.hooks)
 
 
+def test_the_resampled_base_does_not_depend_on_the_hypothesis(induction):
+    """Recoveries of two hypotheses scrubbed with one seed share their denominator's base run."""
+    nodes = {**TOKENS, "ind": mt.heads(planted.INDUCTION_HEAD)}
+    small = scrub(induction, mt.Hypothesis(nodes, [("tokens", "ind"), ("ind", "output")]))
+    full = scrub(induction, mt.Hypothesis(CIRCUIT_NODES, CIRCUIT_EDGES))
+    np.testing.assert_array_equal(small.corrupted, full.corrupted)
+
+
+def test_a_feature_no_other_prompt_shares_is_reported(induction):
+    unique = mt.Hypothesis(CIRCUIT_NODES, CIRCUIT_EDGES, features={"ind": lambda prompt: prompt.tokens})
+    [note] = scrub(induction, unique).notes
+    assert note.startswith("feature of node 'ind': 48 of 48 prompts have no other prompt")
+    _, prompts = induction
+    answers = prompts.answers.tolist()
+    alone = sum(answers.count(a) == 1 for a in answers)
+    [note] = scrub(induction, mt.Hypothesis(CIRCUIT_NODES, CIRCUIT_EDGES, features={"ind": answer})).notes
+    assert note.startswith(f"feature of node 'ind': {alone} of 48 prompts") and alone > 0
+    constant = mt.Hypothesis(CIRCUIT_NODES, CIRCUIT_EDGES, features={"ind": lambda prompt: 0})
+    assert scrub(induction, constant).notes == ()
+
+
 # -- cancellation ------------------------------------------------------------------------------------
 
 
@@ -194,6 +215,7 @@ def _counts(note: str) -> tuple[int, int]:
         (TOKENS, [("tokens", "output")], {"tokenz": len}, "feature for unknown node 'tokenz'; did you mean 'tokens'"),
         ({"output": "hook_embed"}, [], None, "other than 'output'"),
         (TOKENS, [("output", "tokens")], None, "'output' is the root"),
+        ({"a": mt.heads("1.0", "1.1"), "b": mt.heads("1.1")}, [("a", "output"), ("b", "output")], None, "both claim"),
     ],
 )
 def test_malformed_hypotheses_are_explained(nodes, edges, features, message):
