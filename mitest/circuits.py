@@ -32,8 +32,9 @@ The claims, and what their randomness is over:
 * :meth:`CircuitTest.expect_equivalent`: the circuit alone matches the full model within
   ``±within`` on average. Over prompts: TOST on the paired values (:meth:`Effect.expect_no_change`).
 
-The default number of random circuits is the fewest that let a circuit beating all of them HOLD
-(``quantile**samples <= alpha / 2``): enough for a clear verdict only when the circuit beats nearly
+The default number of random circuits is the fewest with ``quantile**samples <= alpha / 2``, so a
+circuit beating all of them HOLDS with p at most half of alpha (the least that can HOLD would be
+``quantile**samples < alpha``): enough for a clear verdict only when the circuit beats nearly
 every draw. A circuit barely above the quantile, or a small universe (where draws of the circuit
 itself tie with it), needs more: pass ``samples=``.
 """
@@ -314,7 +315,6 @@ class CircuitTest:
         a = claim_alpha(alpha)
         samples = _checked_samples(quantile, samples, a)
         seed = settings.seed if seed is None else int(seed)
-        sign, scale = self._gap
         sufficiency = kind == "sufficiency"
 
         def knocked(chosen: frozenset[int]) -> frozenset[int]:
@@ -334,14 +334,15 @@ class CircuitTest:
             f"circuit {word} {own:.4g}; random circuits: median {np.median(scores):.4g}, "
             f"{quantile:g} quantile {np.quantile(scores, quantile):.4g}; {k} of {samples} strictly below",
             f"{len(set(draws))} distinct random circuits of {len(self._kept)} from {len(self.components)} "
-            f"components; {draws.count(self._kept)} draws are the circuit itself (ties count against it)",
+            f"components; the circuit itself was drawn {draws.count(self._kept)} times (ties count against it)",
         ]
         if min(p_holds, p_refuted) >= a:  # the verdict's power advice counts this test's units
             notes.append(f"the power advice counts random circuits, not prompts: raise samples= (now {samples})")
         intervened = self._without(knocked(self._kept))
         # Groups are dropped: the units of this test are random circuits, not prompts or clusters.
         effect = replace(self._claim_effect(kind, intervened, samples=samples, seed=seed), groups=None)
-        per_prompt = sign * (intervened - self.empty if sufficiency else self.full - intervened) / scale
+        # Per-unit values are the random circuits' 0/1 "beaten" indicators: the scale of the estimate and its
+        # gap, and paired across runs (the same seed draws the same circuits) for baseline comparisons.
         return effect._conclude(
             claim=_RANDOM_CLAIMS[kind].format(quantile),
             estimate=k / samples,
@@ -352,7 +353,7 @@ class CircuitTest:
             spread=below,
             gap=abs(k / samples - quantile),
             worst=[],
-            per_prompt=per_prompt,
+            per_prompt=below,
             test=f"binomial vs {samples} random circuits",
             notes=notes,
         )

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .errors import MitestError, closest
+from .positions import ALL
 from .sites import Site, as_sites
 from .spec import Spec
 
@@ -81,6 +82,10 @@ class Hypothesis(Spec):
         _check_disjoint(named)
         object.__setattr__(self, "nodes", named)
         object.__setattr__(self, "edges", tuple(_edge(self, edge) for edge in edges))
+        repeated = {edge for edge in self.edges if self.edges.count(edge) > 1}
+        if repeated:
+            parent, child, read = sorted(repeated)[0]
+            raise HypothesisError(f"edge {parent!r} -> {child!r} ({read}) is listed twice; list each edge once")
         object.__setattr__(self, "features", tuple(_features(self, features or {})))
         self._check_reachable()
 
@@ -150,8 +155,8 @@ def _check_disjoint(nodes: tuple[tuple[str, Site], ...]) -> None:
     """Two nodes may share a site only on different heads or at different positions."""
     for i, (first, a) in enumerate(nodes):
         for second, b in nodes[i + 1 :]:
-            if a.name != b.name or a.positions != b.positions:
-                continue
+            if a.name != b.name or ALL not in (a.positions, b.positions) and a.positions != b.positions:
+                continue  # other sites, or named positions the user keeps apart
             if a.index is not None and b.index is not None and not set(a.index) & set(b.index):
                 continue
             raise HypothesisError(

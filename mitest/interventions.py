@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,6 +228,8 @@ def scrub(hypothesis: Hypothesis, *, seed: int = 0, tolerance: float = 0.1) -> S
         )
     if not tolerance > 0:
         raise InterventionError(f"scrub tolerance must be a positive fraction of the gap, got {tolerance!r}")
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
+        raise InterventionError(f"scrub seed must be a non-negative int, got {seed!r}")
     return Scrub(hypothesis, int(seed), float(tolerance))
 
 

@@ -86,11 +86,28 @@ def reader_sites(model: Model, site: Site) -> list[Site]:
         return [Site(f"blocks.{model.dims.n_layers - 1}.hook_resid_post", positions=site.positions)]
     layer, kind = _layer_site(site.name)
     if kind == "attn.hook_z":
+        check_separate_heads(model, f"{site} as a receiver")
         return [Site(f"blocks.{layer}.{part}", site.index, site.positions) for part in _HEAD_INPUTS]
     if kind in ("hook_mlp_out", "mlp.hook_post", "mlp.hook_pre"):
+        if site.index is not None:
+            raise SiteError(
+                f"{site}: an MLP's neurons share one input, so a path cannot reach some neurons and not others; "
+                f"use the whole MLP, mt.mlp({layer})"
+            )
         return [Site(f"blocks.{layer}.hook_mlp_in", positions=site.positions)]
     read_stage(model, site.name)  # raises for sites that are not readers
     return [site]
+
+
+def check_separate_heads(model: Model, what: str) -> None:
+    """Raise on grouped-query models, where a head's keys and values are shared with other heads."""
+    dims = model.dims
+    if dims.n_kv_heads != dims.n_heads:
+        raise SiteError(
+            f"{what}: this model shares each key/value head among {dims.n_heads // dims.n_kv_heads} query heads, "
+            "so one head's keys and values cannot be reached alone. Name inputs separately: "
+            "mt.heads(..., kind='q') for query heads and kind='k' / 'v' with the shared key/value head's index"
+        )
 
 
 def _layer_site(name: str) -> tuple[int, str]:

@@ -64,7 +64,7 @@ def measure(
     model = _checked(model, prompts, batch_size)
     if not isinstance(intervention, Intervention):
         raise InterventionError(
-            f"intervention must be mt.ablate/patch/steer/combine, got {type(intervention).__name__}"
+            f"intervention must be mt.ablate/patch/steer/path_patch/scrub/combine, got {type(intervention).__name__}"
         )
     metric = as_metric(metric)
     if isinstance(intervention.parts()[0], Scrub):
@@ -341,16 +341,22 @@ class _Engine:
     def path_inputs(self, part: PathPatch, prompts: Prompts) -> dict[str, torch.Tensor]:
         """The readers' values when only the direct paths from ``part.sender`` carry its source value.
 
-        One pass over the base prompts in which every writer to the residual stream is held at its
-        clean value, except the sender's entries, which take their value on the source prompts.
+        One pass over the base prompts in which every writer to the residual stream (from the first
+        sender to the last reader) is held at its clean value, except the sender's entries, which
+        take their value on the source prompts.
         """
         base, source = _input_prompts(part, prompts), _patch_source(part, prompts)
         source.check_vocab(self.model.vocab_size)
         senders = _path_senders(self.model, part)
-        readers = list({site.name: self.model.resolve(site.name) for site in _path_readers(self.model, part)}.values())
+        reader_sites = _path_readers(self.model, part)
+        readers = list({site.name: self.model.resolve(site.name) for site in reader_sites}.values())
+        # Writers before the first sender are clean in the base run anyway; after the last reader, irrelevant.
+        first = min(write_stage(site.name) for site in senders)
+        last = max(read_stage(self.model, site.name) for site in reader_sites)
+        between = [name for name in writers(self.model) if first <= write_stage(name) <= last]
 
         def compute():
-            points = [self.model.resolve(name) for name in writers(self.model)]
+            points = [self.model.resolve(name) for name in between]
             clean = self.capture_all(base, points)
             sent = sorted({site.name for site in senders})
             from_source = dict(zip(sent, self.capture_all(source, [self.model.resolve(n) for n in sent]), strict=True))
@@ -591,7 +597,7 @@ def _path_readers(model: Model, part: PathPatch) -> list[Site]:
             if read_stage(model, site.name) < write_stage(last.name):
                 raise InterventionError(
                     f"{last} writes to the residual stream after {receiver} reads it; a path runs forward, "
-                    "so pick a receiver in a later layer (or the MLP of the sender's layer)"
+                    "so pick a receiver that reads later"
                 )
             readers.append(site)
     return readers

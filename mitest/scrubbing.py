@@ -25,7 +25,7 @@ from .interventions import Scrub
 from .metrics import Metric
 from .model import Model
 from .prompts import Prompts
-from .residual import EMBED, LOGITS, check_supported, read_stage, write_stage, writers
+from .residual import EMBED, LOGITS, check_separate_heads, check_supported, read_stage, write_stage, writers
 from .run import _check_fired, _check_index, _Engine, _Plan, _rows, _selection
 from .sites import Site
 
@@ -60,8 +60,10 @@ class _Scrubber:
         _check_order(self.model, self.hypothesis)
         names = writers(self.model)
         self.points = {name: self.model.resolve(name) for name in names}
-        for _, site in self.hypothesis.nodes:
+        for name, site in self.hypothesis.nodes:
             _check_index(site, self.model.resolve(site.name))
+            if self._split(name):
+                check_separate_heads(self.model, f"node {name!r} with edges into its q, k or v")
         self.clean = dict(zip(names, engine.capture_all(prompts, list(self.points.values())), strict=True))
         self.lengths = prompts.lengths.numpy()
         self.features = {name: _feature_values(name, fn, prompts) for name, fn in self.hypothesis.features}
@@ -223,7 +225,11 @@ def _feature_values(node: str, fn, prompts: Prompts) -> list:
 
 
 def _cancellation(clean: np.ndarray, scrubbed: np.ndarray, resampled: np.ndarray, tolerance: float) -> tuple[str, ...]:
-    """A note when the mean hides prompts scrubbed well above and well below the clean model."""
+    """A note when the mean hides prompts scrubbed well beyond the clean model and others well short of it.
+
+    "Better" is the direction from the resampled model to the clean one. Per-prompt resampling noise
+    larger than ``tolerance`` times the gap also raises it: a flag to look at, not a test.
+    """
     gap = float(np.mean(clean - resampled))
     if gap == 0:
         return ()
@@ -233,6 +239,6 @@ def _cancellation(clean: np.ndarray, scrubbed: np.ndarray, resampled: np.ndarray
     if above < floor or below < floor:
         return ()
     return (
-        f"cancellation: scrubbing put {above} of {len(clean)} prompts above the clean model and {below} below it, "
-        f"each by more than {tolerance:g} of the clean-minus-resampled gap; the mean hides both",
+        f"cancellation: scrubbing made {above} of {len(clean)} prompts better than the clean model and {below} "
+        f"worse, each by more than {tolerance:g} of the clean-minus-resampled gap; the mean hides both",
     )

@@ -266,3 +266,9 @@ def test_induction_circuit(mi):
     assert minimal["identity"]["intervention"].startswith("circuit-minimality:")
     assert sufficient["identity"]["intervention"].startswith("circuit-sufficiency:")
     assert minimal["identity"]["model"] and len(minimal["per_prompt"]["claim_value"]) == 16
+    # A random-circuit claim's units are its 200 draws: 0/1 "beaten" indicators on the estimate's scale,
+    # kept in run.json; the per-prompt CSV still holds its prompts' values.
+    assert len(sufficient["per_prompt"]["claim_value"]) == 200
+    assert np.mean(sufficient["per_prompt"]["claim_value"]) == pytest.approx(sufficient["estimate"])
+    rows = (pytester.path / "reports" / "per_prompt.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 16

@@ -158,7 +158,7 @@ def test_cancellation_is_reported_with_counts():
     resampled = np.full(40, -1.0)
     hides = np.where(np.arange(40) % 2 == 0, 0.8, -0.8)  # half far above clean, half far below
     [note] = _cancellation(clean, hides, resampled, tolerance=0.5)
-    assert "20 of 40 prompts above the clean model and 20 below" in note
+    assert "20 of 40 prompts better than the clean model and 20 worse" in note
     assert _cancellation(clean, np.full(40, -0.1), resampled, tolerance=0.5) == ()  # near clean everywhere
     assert _cancellation(clean, np.where(np.arange(40) == 0, 0.8, -0.8), resampled, tolerance=0.5) == ()  # one side
 
@@ -193,12 +193,12 @@ def test_cancellation_reaches_the_verdict():
     assert (above, below) == ((deviation > 0.05).sum(), (deviation < -0.05).sum())
     assert above >= 4 and below >= 4
     verdict = effect.expect_recovery(at_least=0.5, alpha=0.01)
-    assert verdict.notes == effect.notes and "note: cancellation: scrubbing put" in verdict.summary()
+    assert verdict.notes == effect.notes and "note: cancellation: scrubbing made" in verdict.summary()
 
 
 def _counts(note: str) -> tuple[int, int]:
     numbers = [int(word) for word in note.replace(",", " ").split() if word.isdigit()]
-    return numbers[0], numbers[2]  # "{above} of {n} prompts above ... and {below} below"
+    return numbers[0], numbers[2]  # "{better} of {n} prompts better ... and {worse} worse"
 
 
 # -- errors ------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ def per_prompt_csv(run: dict) -> str:
             continue
         frame = pd.DataFrame({key: values[key] for key in ("clean", "intervened") if values.get(key) is not None})
         for key in ("corrupted", "group", "claim_value"):
-            if values.get(key) is not None:
+            # Claims tested on other units (random circuits) keep their claim values in run.json only.
+            if values.get(key) is not None and len(values[key]) == len(frame):
                 frame[key] = values[key]
         frame.insert(0, "prompt", range(len(frame)))
         frame.insert(0, "claim", claim["claim"])
