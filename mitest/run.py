@@ -68,7 +68,9 @@ def measure(
         )
     metric = as_metric(metric)
     if isinstance(intervention.parts()[0], Scrub):
-        return _scrubbed(model, prompts, intervention.parts()[0], metric, batch_size)
+        from .scrubbing import scrub_effect  # scrubbing builds on this module's engine
+
+        return scrub_effect(model, prompts, intervention.parts()[0], metric, batch_size)
     engine = _Engine(model, batch_size)
     plans = [plan for part in intervention.parts() for plan in _plans(part, model, prompts)]
     engine.eager = any(plan.point.kind == "pattern" for plan in plans)
@@ -97,29 +99,6 @@ def measure(
             "intervention": intervention.key(),
             "metric": metric.key() if not isinstance(metric, Custom) else f"custom:{metric.name}",
         },
-    )
-
-
-def _scrubbed(model: Model, prompts: Prompts, part: Scrub, metric: Metric, batch_size: int) -> Effect:
-    from .scrubbing import scrub_effect  # scrubbing builds on this module's engine
-
-    clean, scrubbed, resampled, flipped, stats, notes = scrub_effect(model, prompts, part, metric, batch_size)
-    return Effect(
-        clean=clean,
-        intervened=scrubbed,
-        corrupted=resampled,
-        groups=prompts.groups,
-        intervention=part.to_dict(),
-        metric=metric.name,
-        hooks=tuple({"site": s.site, "fired": s.fired, "changed": s.changed} for s in stats),
-        flipped=flipped,
-        identity={
-            "model": model.revision_at(model.weights_version()),
-            "prompts": prompts.fingerprint,
-            "intervention": part.key(),
-            "metric": metric.key() if not isinstance(metric, Custom) else f"custom:{metric.name}",
-        },
-        notes=notes,
     )
 
 

@@ -13,16 +13,18 @@ own answer and targets.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import numpy as np
 import torch
 
 from .architectures import HookPoint
+from .claims import Effect
 from .errors import InterventionError
-from .hypothesis import ALL_INPUTS, HEAD_INPUTS, OUTPUT, Hypothesis, HypothesisError, Prompt
+from .hooks import HookStats
+from .hypothesis import ALL_INPUTS, HEAD_INPUTS, OUTPUT, Feature, Hypothesis, HypothesisError, Prompt
 from .interventions import Scrub
-from .metrics import Metric
+from .metrics import Custom, Metric
 from .model import Model
 from .prompts import Prompts
 from .residual import EMBED, LOGITS, check_separate_heads, check_supported, read_stage, write_stage, writers
@@ -32,10 +34,9 @@ from .sites import Site
 CANCELLING_SHARE = 0.05  # share of prompts on each side of the clean model that counts as cancellation
 
 
-def scrub_effect(model: Model, prompts: Prompts, part: Scrub, metric: Metric, batch_size: int) -> tuple:
-    """Per-prompt clean, scrubbed and fully resampled metric values, and the hooks' stats.
-
-    Returns ``(clean, scrubbed, resampled, flipped, hooks, notes)`` for :func:`mitest.measure`.
+def scrub_effect(model: Model, prompts: Prompts, part: Scrub, metric: Metric, batch_size: int) -> Effect:
+    """The Effect of :func:`mitest.measure` for a scrub: clean, scrubbed (``intervened``) and fully
+    resampled (``corrupted``) metric values per prompt, with notes on unmatched features and cancellation.
     """
     check_supported(model, "scrub")
     engine = _Engine(model, batch_size)
@@ -46,8 +47,23 @@ def scrub_effect(model: Model, prompts: Prompts, part: Scrub, metric: Metric, ba
     )
     # The base has its own generator, so every hypothesis scrubbed with one seed shares it.
     resampled, _, _ = scrubber.output(lambda child, read: (), np.random.default_rng([part.seed, 1]), metric, references)
-    notes = scrubber.unmatched() + _cancellation(clean, scrubbed, resampled, part.tolerance)
-    return clean, scrubbed, resampled, top1 != clean_top1, stats, notes
+    return Effect(
+        clean=clean,
+        intervened=scrubbed,
+        corrupted=resampled,
+        groups=prompts.groups,
+        intervention=part.to_dict(),
+        metric=metric.name,
+        hooks=tuple({"site": s.site, "fired": s.fired, "changed": s.changed} for s in stats),
+        flipped=top1 != clean_top1,
+        identity={
+            "model": model.revision_at(engine.version),
+            "prompts": prompts.fingerprint,
+            "intervention": part.key(),
+            "metric": metric.key() if not isinstance(metric, Custom) else f"custom:{metric.name}",
+        },
+        notes=scrubber.unmatched() + _cancellation(clean, scrubbed, resampled, part.tolerance),
+    )
 
 
 class _Scrubber:
@@ -67,6 +83,11 @@ class _Scrubber:
         self.clean = dict(zip(names, engine.capture_all(prompts, list(self.points.values())), strict=True))
         self.lengths = prompts.lengths.numpy()
         self.features = {name: _feature_values(name, fn, prompts) for name, fn in self.hypothesis.features}
+        # (length, feature value) -> the prompts that have it, per node with a feature
+        self.agreeing = {
+            name: _by_key(list(zip(self.lengths.tolist(), values, strict=True)))
+            for name, values in self.features.items()
+        }
 
     def output(
         self,
@@ -74,7 +95,7 @@ class _Scrubber:
         rng: np.random.Generator,
         metric: Metric,
         references: list | None,
-    ):
+    ) -> tuple[np.ndarray, np.ndarray, list[HookStats]]:
         """Metric values, top-1 tokens and hook stats of the logits with the given root parents."""
         self.rng = rng
         rows = np.arange(len(self.prompts))
@@ -107,13 +128,13 @@ class _Scrubber:
     def unmatched(self) -> tuple[str, ...]:
         """Notes naming features that leave prompts with no other agreeing prompt to resample from."""
         notes = []
-        for node, values in self.features.items():
-            keys = list(zip(self.lengths.tolist(), values, strict=True))
-            alone = sum(keys.count(key) == 1 for key in keys)
+        for node, groups in self.agreeing.items():
+            alone = sum(len(rows) == 1 for rows in groups.values())
             if alone:
                 notes.append(
-                    f"feature of node {node!r}: {alone} of {len(keys)} prompts have no other prompt of their length "
-                    "that agrees on it, so their inputs to it are not resampled (add prompts that share the feature)"
+                    f"feature of node {node!r}: {alone} of {len(self.prompts)} prompts have no other prompt of their "
+                    "length that agrees on it, so their inputs to it are not resampled "
+                    "(add prompts that share the feature)"
                 )
         return tuple(notes)
 
@@ -149,17 +170,15 @@ class _Scrubber:
 
     def _agreeing(self, rows: np.ndarray, node: str) -> np.ndarray:
         """For each reference, a random other prompt agreeing on ``node``'s feature (itself if none does)."""
-        values = self.features.get(node)
-        if values is None:
+        groups = self.agreeing.get(node)
+        if groups is None:
             return rows
+        values = self.features[node]
         out = rows.copy()
         for i, row in enumerate(rows):
-            pool = [
-                j
-                for j in range(len(values))
-                if j != row and self.lengths[j] == self.lengths[row] and values[j] == values[row]
-            ]
-            if pool:
+            pool = groups[(int(self.lengths[row]), values[row])]
+            pool = pool[pool != row]
+            if len(pool):
                 out[i] = self.rng.choice(pool)
         return out
 
@@ -202,7 +221,14 @@ def _check_order(model: Model, hypothesis: Hypothesis) -> None:
             )
 
 
-def _feature_values(node: str, fn, prompts: Prompts) -> list:
+def _by_key(keys: list) -> dict:
+    groups: dict = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    return {key: np.array(rows) for key, rows in groups.items()}
+
+
+def _feature_values(node: str, fn: Feature, prompts: Prompts) -> list[Hashable]:
     values = []
     for i in range(len(prompts)):
         prompt = Prompt(
