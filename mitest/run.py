@@ -84,6 +84,21 @@ def measure(
         corrupted = engine.metric_values(prompts.corrupted, metric, reference_from=prompts)[0]
     intervened, top1, stats = engine.intervened(run_prompts, plans, metric, references)
     _check_hooks(stats, engine.passes(run_prompts), intervention, strict)
+    return effect_of(engine, prompts, intervention, metric, (clean, intervened, corrupted), stats, top1 != clean_top1)
+
+
+def effect_of(
+    engine: _Engine,
+    prompts: Prompts,
+    intervention: Intervention,
+    metric: Metric,
+    values: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    stats: list[HookStats],
+    flipped: np.ndarray,
+    notes: tuple[str, ...] = (),
+) -> Effect:
+    """The Effect of a run: ``values`` are the clean, intervened and base metric per prompt."""
+    clean, intervened, corrupted = values
     return Effect(
         clean=clean,
         intervened=intervened,
@@ -92,13 +107,14 @@ def measure(
         intervention=intervention.to_dict(),
         metric=metric.name,
         hooks=tuple({"site": s.site, "fired": s.fired, "changed": s.changed} for s in stats),
-        flipped=top1 != clean_top1,
+        flipped=flipped,
         identity={
-            "model": model.revision_at(engine.version),
+            "model": engine.model.revision_at(engine.version),
             "prompts": prompts.fingerprint,
             "intervention": intervention.key(),
             "metric": metric.key() if not isinstance(metric, Custom) else f"custom:{metric.name}",
         },
+        notes=notes,
     )
 
 

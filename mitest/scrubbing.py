@@ -24,11 +24,11 @@ from .errors import InterventionError
 from .hooks import HookStats
 from .hypothesis import ALL_INPUTS, HEAD_INPUTS, OUTPUT, Feature, Hypothesis, HypothesisError, Prompt
 from .interventions import Scrub
-from .metrics import Custom, Metric
+from .metrics import Metric
 from .model import Model
 from .prompts import Prompts
 from .residual import EMBED, LOGITS, check_separate_heads, check_supported, read_stage, write_stage, writers
-from .run import _check_fired, _check_index, _Engine, _Plan, _rows, _selection
+from .run import _check_fired, _check_index, _Engine, _Plan, _rows, _selection, effect_of
 from .sites import Site
 
 CANCELLING_SHARE = 0.05  # share of prompts on each side of the clean model that counts as cancellation
@@ -47,23 +47,8 @@ def scrub_effect(model: Model, prompts: Prompts, part: Scrub, metric: Metric, ba
     )
     # The base has its own generator, so every hypothesis scrubbed with one seed shares it.
     resampled, _, _ = scrubber.output(lambda child, read: (), np.random.default_rng([part.seed, 1]), metric, references)
-    return Effect(
-        clean=clean,
-        intervened=scrubbed,
-        corrupted=resampled,
-        groups=prompts.groups,
-        intervention=part.to_dict(),
-        metric=metric.name,
-        hooks=tuple({"site": s.site, "fired": s.fired, "changed": s.changed} for s in stats),
-        flipped=top1 != clean_top1,
-        identity={
-            "model": model.revision_at(engine.version),
-            "prompts": prompts.fingerprint,
-            "intervention": part.key(),
-            "metric": metric.key() if not isinstance(metric, Custom) else f"custom:{metric.name}",
-        },
-        notes=scrubber.unmatched() + _cancellation(clean, scrubbed, resampled, part.tolerance),
-    )
+    notes = scrubber.unmatched() + _cancellation(clean, scrubbed, resampled, part.tolerance)
+    return effect_of(engine, prompts, part, metric, (clean, scrubbed, resampled), stats, top1 != clean_top1, notes)
 
 
 class _Scrubber:

@@ -118,3 +118,38 @@ def word_tokenizer(words: list[str]):
     tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", unk_token="<unk>")
+
+
+def random_gpt2(n_layer: int = 3, seed: int = 0, with_mlp: bool = True) -> transformers.GPT2LMHeadModel:
+    """A GPT-2 (4 heads, d_model 32, vocab 50) with random weights, biases and LayerNorm parameters.
+
+    For checks against hand-written references: every parameter matters, so a reference that skips
+    one (a bias, a LayerNorm weight) disagrees. ``with_mlp=False`` zeroes every MLP's output.
+    """
+    config = transformers.GPT2Config(
+        n_layer=n_layer, n_head=4, n_embd=32, vocab_size=50, n_positions=16, bos_token_id=0, eos_token_id=0
+    )
+    torch.manual_seed(seed)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "ln_" in name:
+                param.copy_((1.0 if name.endswith("weight") else 0.0) + 0.3 * torch.randn_like(param))
+            elif param.dim() >= 2:
+                param.normal_(0.0, 0.25)
+            else:
+                param.normal_(0.0, 0.1)
+        if not with_mlp:
+            for block in model.transformer.h:
+                block.mlp.c_proj.weight.zero_()
+                block.mlp.c_proj.bias.zero_()
+    return model
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny matrices: thread start-up dominates, and on a shared CPU it can cost 50x, so use one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from scipy import stats as sps
 
 import mitest as mt
@@ -25,13 +24,7 @@ CIRCUIT = mt.heads(planted.PREVIOUS_TOKEN_HEAD, planted.INDUCTION_HEAD)
 LOSS = mt.metrics.loss("second_half")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices: thread start-up dominates, so use one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

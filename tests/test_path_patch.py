@@ -21,6 +21,7 @@ import transformers
 
 import mitest as mt
 from mitest.zoo import planted
+from tests.conftest import random_gpt2
 
 N_LAYER, N_HEAD, D_MODEL, VOCAB, SEQ, N_PROMPTS = 3, 4, 32, 50, 8, 8
 
@@ -166,28 +167,6 @@ def ref_loss(logits, prompts, second_half=False):
 # -- models and prompts --------------------------------------------------------------------------
 
 
-def tiny_gpt2(seed: int = 0, with_mlp: bool = True) -> transformers.GPT2LMHeadModel:
-    """A 3-layer GPT-2 with random weights, biases and LayerNorm parameters, in eval mode."""
-    config = transformers.GPT2Config(
-        n_layer=N_LAYER, n_head=N_HEAD, n_embd=D_MODEL, vocab_size=VOCAB, n_positions=16, bos_token_id=0, eos_token_id=0
-    )
-    torch.manual_seed(seed)
-    model = transformers.GPT2LMHeadModel(config).eval()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "ln_" in name:
-                param.copy_((1.0 if name.endswith("weight") else 0.0) + 0.3 * torch.randn_like(param))
-            elif param.dim() >= 2:
-                param.normal_(0.0, 0.25)
-            else:
-                param.normal_(0.0, 0.1)
-        if not with_mlp:
-            for block in model.transformer.h:
-                block.mlp.c_proj.weight.zero_()
-                block.mlp.c_proj.bias.zero_()
-    return model
-
-
 def random_prompts(seed: int = 1) -> mt.Prompts:
     g = torch.Generator().manual_seed(seed)
     tokens = torch.randint(0, VOCAB, (N_PROMPTS, SEQ), generator=g)
@@ -199,7 +178,7 @@ def random_prompts(seed: int = 1) -> mt.Prompts:
 
 @pytest.fixture(scope="module")
 def tiny():
-    hf = tiny_gpt2()
+    hf = random_gpt2()
     return hf, mt.Model.from_hf(hf), random_prompts()
 
 
@@ -208,7 +187,7 @@ def tiny():
 
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])
 def test_reference_reproduces_transformers_logits(attention):
-    hf = tiny_gpt2()
+    hf = random_gpt2()
     hf.config._attn_implementation = attention
     prompts = random_prompts()
     with torch.no_grad():
@@ -387,7 +366,7 @@ def test_path_patching_from_another_source_matches_the_reference(tiny, source):
 def test_path_to_logits_from_a_last_layer_head_is_activation_patching_only_without_mlps(tiny):
     """With every MLP output zero, a last-layer head reaches the logits only directly."""
     _, with_mlp, prompts = tiny
-    without_mlp = mt.Model.from_hf(tiny_gpt2(with_mlp=False))
+    without_mlp = mt.Model.from_hf(random_gpt2(with_mlp=False))
     sender = mt.heads("2.1")
     for model, same in ((without_mlp, True), (with_mlp, False)):
         path = mt.measure(model, prompts, mt.path_patch(sender, "logits"), mt.metrics.logit_diff)

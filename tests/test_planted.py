@@ -60,13 +60,7 @@ def _max_logit_change(model: mt.Model, prompts: mt.Prompts):
     return max_logit_change
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices: thread start-up dominates, and on a shared CPU it can cost 50x, so use one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ import torch
 import transformers
 
 import mitest as mt
+from tests.conftest import random_gpt2
 
 N_LAYER, N_HEAD, D_MODEL, VOCAB, SEQ = 3, 4, 32, 50, 6
 D_HEAD = D_MODEL // N_HEAD
@@ -39,24 +40,6 @@ RTOL, ATOL = 1e-4, 1e-5
 
 
 # -- the model and its float64 reference forward pass -----------------------------------------------
-
-
-def tiny_gpt2(seed: int = 0, n_layer: int = N_LAYER) -> transformers.GPT2LMHeadModel:
-    """A small GPT-2 with random weights, biases and LayerNorm parameters, in eval mode."""
-    config = transformers.GPT2Config(
-        n_layer=n_layer, n_head=N_HEAD, n_embd=D_MODEL, vocab_size=VOCAB, n_positions=16, bos_token_id=0, eos_token_id=0
-    )
-    torch.manual_seed(seed)
-    model = transformers.GPT2LMHeadModel(config).eval()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "ln_" in name:
-                param.copy_((1.0 if name.endswith("weight") else 0.0) + 0.3 * torch.randn_like(param))
-            elif param.dim() >= 2:
-                param.normal_(0.0, 0.25)
-            else:
-                param.normal_(0.0, 0.1)
-    return model
 
 
 EMBED = ("embed",)  # writer keys: ("embed",), ("head", layer, head), ("mlp", layer)
@@ -309,7 +292,7 @@ def two_prompts(seed: int = 3) -> mt.Prompts:
 @pytest.fixture(scope="module")
 def tiny():
     torch.set_num_threads(1)
-    hf = tiny_gpt2()
+    hf = random_gpt2()
     return hf, mt.Model.from_hf(hf), two_prompts()
 
 
@@ -533,7 +516,7 @@ def chi_square(counts) -> float:
 def many():
     """Two layers keep the complete hypothesis below (2 ** 4 passes per evaluation) cheap."""
     torch.set_num_threads(1)
-    hf = tiny_gpt2(seed=1, n_layer=2)
+    hf = random_gpt2(n_layer=2, seed=1)
     prompts = many_prompts()
     ref = Reference(hf)
     tokens = [prompts.tokens[i, : int(prompts.lengths[i])] for i in range(len(prompts))]
