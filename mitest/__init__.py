@@ -23,11 +23,13 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "metrics": "mitest.metrics",
     "stats": "mitest.stats",
+    "strategies": "mitest.strategies",
     "zoo": "mitest.zoo",
     "Effect": "mitest.claims",
     "ClaimInconclusive": "mitest.claims",
     "ClaimRefuted": "mitest.claims",
     "expect_monotonic": "mitest.claims",
+    "expect_for_all": "mitest.properties",
     "circuit": "mitest.circuits",
     "CircuitTest": "mitest.circuits",
     "HookNotFiredError": "mitest.errors",
@@ -77,7 +79,7 @@ _EXPORTS = {
     "Verdict": "mitest.verdict",
 }
 
-_MODULES = {"metrics", "stats", "zoo"}
+_MODULES = {"metrics", "stats", "strategies", "zoo"}
 
 __all__ = sorted(_EXPORTS)
 

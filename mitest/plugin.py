@@ -146,7 +146,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(recorder, "mitest-recorder")
     from mitest.config import settings
 
-    config.stash[SAVED] = (settings.alpha, settings.seed, settings.family_size)
+    config.stash[SAVED] = (settings.alpha, settings.seed, settings.family_size, _hypothesis_profile(options.profile))
     settings.alpha, settings.seed = options.alpha, options.seed
 
 
@@ -155,7 +155,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     from mitest.config import settings
 
     if SAVED in config.stash:
-        settings.alpha, settings.seed, settings.family_size = config.stash[SAVED]
+        settings.alpha, settings.seed, settings.family_size, profile = config.stash[SAVED]
+        if profile is not None:
+            import hypothesis
+
+            hypothesis.settings.load_profile(profile)
+
+
+def _hypothesis_profile(profile: str) -> str | None:
+    """Under mitest's ci profile, load Hypothesis's (derandomized, no example database); returns the
+    profile to restore, or None when nothing changed. Hypothesis is imported only then."""
+    if profile != "ci":
+        return None
+    import hypothesis
+
+    previous = hypothesis.settings.get_current_profile_name()
+    hypothesis.settings.load_profile("ci")
+    return previous
 
 
 @pytest.hookimpl(trylast=True)  # after -k / -m deselection

@@ -62,6 +62,10 @@ class Verdict:
 
     def summary(self) -> str:
         """A short, readable account: claim, estimate, interval, p-values, n, and the worst prompts."""
+        if self.metric == "property":  # searched, not estimated: no interval or p-value to show
+            held = f"held on {_num(self.estimate * self.n)} of {self.n} prompts tried"
+            lines = [f"{self.outcome}: {self.claim}", f"  {self.test}; {held}"]
+            return "\n".join(lines + [f"  note: {note}" for note in self.notes])
         units = f"{self.n} prompts" + (f" in {self.clusters} clusters" if self.clusters else "")
         lines = [
             f"{self.outcome}: {self.claim} [{self.metric}]",

@@ -1,0 +1,129 @@
+"""Per-prompt property claims over a prompt family, searched and shrunk by Hypothesis.
+
+``mt.expect_for_all(family, prop)`` claims that ``prop(prompt)`` holds for *every* prompt of the
+family. Hypothesis searches the family for a prompt that breaks it; a counterexample is shrunk to
+the simplest one (first vocabulary entries, smallest numbers, lowest tokens) and the claim is
+REFUTED with that prompt in the message and the report. Hypothesis's example database replays it
+first on the next run; under the ``ci`` profile the search is derandomized, so CI runs are
+reproducible. A search that finds nothing is evidence, not proof: the claim HOLDS "on N examples".
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import numpy as np
+from hypothesis import HealthCheck, find
+from hypothesis import settings as hypothesis_settings
+from hypothesis.errors import NoSuchExample
+
+from .claims import ClaimRefuted, Effect
+from .config import listeners
+from .errors import MitestError
+from .model import Model
+from .prompts import Prompts
+from .strategies import Family, _source
+from .verdict import HOLDS, REFUTED, Verdict
+
+Property = Callable[[Prompts], object]
+
+
+def expect_for_all(
+    family: Family, prop: Property, *, examples: int | None = None, model: Model | None = None
+) -> Verdict:
+    """Claim: ``prop(prompt)`` holds for every prompt of ``family``.
+
+    ``prop`` gets a one-prompt ``mt.Prompts`` (with its answer, wrong answer and corrupted twin) and
+    fails by returning False or raising ``AssertionError`` (a failed ``expect_*`` claim included);
+    any other exception is an error in the property and propagates. ``examples`` caps the search
+    (default: the Hypothesis profile's ``max_examples``, 100 unless configured). ``model``, the
+    model the property runs, is recorded with the claim (reports and baselines name its revision).
+
+    Returns the HOLDS verdict; raises :class:`mitest.ClaimRefuted` naming the shrunk counterexample.
+    """
+    __tracebackhide__ = True
+    if not isinstance(family, Family):
+        raise MitestError(
+            "expect_for_all takes an mt.strategies family (template(...), induction(), ...), "
+            f"got {type(family).__name__}"
+        )
+    if not callable(prop):
+        raise MitestError("expect_for_all needs a property: a function of one prompt returning True when it holds")
+    held: list[bool] = []
+
+    def breaks(prompt: Prompts) -> bool:
+        outcome = _judge(prop, prompt)[0]
+        held.append(outcome)
+        return not outcome
+
+    search = hypothesis_settings(
+        hypothesis_settings.default,
+        max_examples=examples or hypothesis_settings.default.max_examples,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    name = getattr(prop, "__name__", type(prop).__name__)
+    key = hashlib.sha256(f"mitest|{family.key()}|{_source(prop)}".encode()).digest()
+    identity = {"family": family.key(), "property": key.hex()[:16]}
+    if model is not None:
+        identity["model"] = model.revision
+    try:
+        counterexample = find(family.strategy(), breaks, settings=search, database_key=key)
+    except NoSuchExample:
+        return _decide(HOLDS, family, name, identity, held, notes=())
+    _, why = _judge(prop, counterexample)
+    notes = (f"counterexample (shrunk): {family.describe(counterexample)}" + (f"; {why}" if why else ""),)
+    raise ClaimRefuted(_decide(REFUTED, family, name, identity, held, notes))
+
+
+def _judge(prop: Property, prompt: Prompts) -> tuple[bool, str]:
+    """Whether ``prop`` holds on ``prompt``, and the first line of its failure message."""
+    try:
+        result = prop(prompt)
+    except AssertionError as error:
+        return False, str(error).splitlines()[0] if str(error) else type(error).__name__
+    if not isinstance(result, (bool, np.bool_)):
+        raise MitestError(f"a property returns True or False (or raises AssertionError), got {type(result).__name__}")
+    return bool(result), "" if result else "the property returned False"
+
+
+def _decide(
+    outcome: str, family: Family, name: str, identity: dict[str, str], held: list[bool], notes: tuple[str, ...]
+) -> Verdict:
+    """The verdict on a searched property, recorded like any claim (its units are the examples tried)."""
+    tried = len(held)
+    share = float(np.mean(held)) if held else 1.0
+    verdict = Verdict(
+        outcome=outcome,
+        claim=f"{name} holds on every prompt of {family.name}",
+        metric="property",
+        estimate=share,
+        low=share,
+        high=share,
+        level=1.0,
+        threshold=1.0,
+        pvalue=0.0 if outcome == HOLDS else 1.0,
+        pvalue_refuted=0.0 if outcome == REFUTED else 1.0,
+        alpha=0.0,
+        n=tried,
+        clusters=None,
+        test=f"property search (Hypothesis): {tried} examples"
+        + (", no counterexample" if outcome == HOLDS else ", counterexample shrunk"),
+        gap=0.0,
+        power=None,
+        mde=None,
+        n_needed=None,
+        worst=(),
+        notes=notes,
+    )
+    if listeners:
+        values = np.asarray(held, dtype=float) if held else np.ones(1)
+        effect = Effect(
+            clean=np.ones(len(values)),
+            intervened=values,
+            metric="property",
+            identity=identity,
+        )
+        listeners[-1](verdict, effect, values)
+    return verdict
