@@ -1,6 +1,7 @@
 """Circuit hypotheses as data, for causal scrubbing: nodes, the edges between them, and features.
 
-A :class:`Hypothesis` names *nodes* (attention heads of one layer, an MLP, or the token embedding),
+A :class:`Hypothesis` names *nodes* (attention heads of one layer, an MLP, the token embedding, or
+the residual stream at a point, which stands for everything written before it),
 *edges* saying which node's output feeds which node's input, and optionally a *feature* per node:
 a function of a prompt whose value is all the claim says the node computes. Prompts that agree on
 a node's feature are interchangeable for it. The root ``"output"`` is the residual stream's end,
@@ -26,6 +27,7 @@ from .spec import Spec
 
 OUTPUT = "output"
 HEAD_INPUTS = ("q", "k", "v")
+NODE_SITES = r"blocks\.\d+\.(attn\.hook_z|hook_mlp_out|hook_resid_pre|hook_resid_mid|hook_resid_post)"
 ALL_INPUTS = "all"
 
 Feature = Callable[["Prompt"], Hashable]
@@ -59,8 +61,9 @@ class Hypothesis(Spec):
 
     Args:
         nodes: name -> site: heads of one layer (``mt.heads("1.0", "1.2")``), an MLP
-            (``mt.mlp(0)``) or the token embedding (``"hook_embed"``), optionally ``.at(positions)``
-            (the node is claimed at those positions only).
+            (``mt.mlp(0)``), the token embedding (``"hook_embed"``), or the residual stream at a point
+            (``mt.resid(1, "pre")``: everything written before it, as one node), optionally
+            ``.at(positions)`` (the node is claimed at those positions only).
         edges: ``(parent, child)`` pairs; ``child`` is a node, ``"node.q"``/``.k``/``.v`` for one
             input of a head node, or ``"output"``.
         features: node name -> ``f(prompt) -> hashable``; prompts with equal ``f`` are
@@ -125,6 +128,11 @@ class Hypothesis(Spec):
             )
 
 
+def is_residual(site: Site) -> bool:
+    """Whether a node is a residual-stream point (the sum of every writer before it) rather than a writer."""
+    return site.name.split(".")[-1] in ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
+
+
 def _node_name(name: Any) -> str:
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][\w-]*", name) or name == OUTPUT:
         raise HypothesisError(f"node names are identifiers other than 'output' (the root), got {name!r}")
@@ -143,11 +151,14 @@ def _node_site(name: str, spec: Any) -> Site:
         site = Site(site.name.replace(".hook_attn_out", ".attn.hook_z"), None, site.positions)
     if site.direction is not None:
         raise HypothesisError(f"node {name!r}: a node is a whole site; drop the direction")
-    if not (site.name == "hook_embed" or re.fullmatch(r"blocks\.\d+\.(attn\.hook_z|hook_mlp_out)", site.name)):
+    if not (site.name == "hook_embed" or re.fullmatch(NODE_SITES, site.name)):
         raise HypothesisError(
-            f"node {name!r} is {site.name}, which does not write to the residual stream; use heads "
-            "(mt.heads('1.0')), an MLP (mt.mlp(0)) or the token embedding ('hook_embed')"
+            f"node {name!r} is {site.name}, which is not a node a hypothesis can claim; use heads "
+            "(mt.heads('1.0')), an MLP (mt.mlp(0)), the token embedding ('hook_embed') or the residual "
+            "stream at a point (mt.resid(1, 'pre'), optionally .at(positions))"
         )
+    if is_residual(site) and site.index is not None:
+        raise HypothesisError(f"node {name!r}: the residual stream has no heads or neurons to index")
     return site
 
 

@@ -22,7 +22,16 @@ from .architectures import HookPoint
 from .claims import Effect
 from .errors import InterventionError
 from .hooks import HookStats
-from .hypothesis import ALL_INPUTS, HEAD_INPUTS, OUTPUT, Feature, Hypothesis, HypothesisError, Prompt
+from .hypothesis import (
+    ALL_INPUTS,
+    HEAD_INPUTS,
+    OUTPUT,
+    Feature,
+    Hypothesis,
+    HypothesisError,
+    Prompt,
+    is_residual,
+)
 from .interventions import Scrub
 from .metrics import Metric
 from .model import Model
@@ -94,7 +103,7 @@ class _Scrubber:
         site = self.hypothesis.site(node)
         if site.name == EMBED:
             return self.clean[EMBED][torch.from_numpy(rows)]
-        point = self.points[site.name]
+        point = self.model.resolve(site.name)
         stage = _node_read_stage(self.model, site)
         if not self._split(node):
             plans = self._inputs(node, self.hypothesis.parents(node, ALL_INPUTS), rows, stage)
@@ -131,13 +140,22 @@ class _Scrubber:
         """Plans replacing every writer up to ``stage``: claimed parents resampled by feature, the rest random."""
         random_rows = torch.from_numpy(self._other(rows))
         claimed = [(self.hypothesis.site(p), self.value(p, self._agreeing(rows, p))) for p in parents]
+        streams = [(site, acts) for site, acts in claimed if is_residual(site)]
+        # A residual-stream parent stands for every writer before it: they are not replaced one by one.
+        below = -1 if not streams else read_stage(self.model, streams[0][0].name)
         plans = []
         for name, point in self.points.items():
-            if write_stage(name) > stage:
-                continue
-            mine = [(site, acts) for site, acts in claimed if site.name == name]
-            value = _assemble(point, self.clean[name], random_rows, mine)
-            plans.append(_Plan(self.part, Site(name), point, False, value))
+            if below < write_stage(name) <= stage:
+                mine = [(site, acts) for site, acts in claimed if site.name == name]
+                plans.append(
+                    _Plan(self.part, Site(name), point, False, _assemble(point, self.clean[name], random_rows, mine))
+                )
+        for site, acts in streams:
+            point = self.model.resolve(site.name)
+            clean = self.engine.capture(self.prompts, point)
+            plans.append(
+                _Plan(self.part, Site(site.name), point, False, _assemble(point, clean, random_rows, [(site, acts)]))
+            )
         return plans
 
     def _other(self, rows: np.ndarray) -> np.ndarray:
@@ -189,21 +207,54 @@ def _copy(acts: torch.Tensor, point: HookPoint) -> Callable[[torch.Tensor, Promp
 
 
 def _node_read_stage(model: Model, site: Site) -> int:
+    """The last writer stage a node sees: a head's and an MLP's input, or a residual point itself."""
+    if is_residual(site):
+        return read_stage(model, site.name)
     layer = int(site.name.split(".")[1])
     kind = "attn.hook_q" if site.name.endswith("attn.hook_z") else "hook_mlp_in"
     return read_stage(model, f"blocks.{layer}.{kind}")
 
 
+def _provided_stage(model: Model, site: Site) -> int:
+    """The stage a node's output enters the stream: a writer's own stage, or a residual point's."""
+    return read_stage(model, site.name) if is_residual(site) else write_stage(site.name)
+
+
 def _check_order(model: Model, hypothesis: Hypothesis) -> None:
+    """Edges run forward, and a residual-stream parent is the only parent of a read at or before it."""
     for edge in hypothesis.edges:
-        if edge.child == OUTPUT:
-            continue
-        child = hypothesis.site(edge.child)
-        if write_stage(hypothesis.site(edge.parent).name) > _node_read_stage(model, child):
+        parent = hypothesis.site(edge.parent)
+        child = (
+            read_stage(model, LOGITS) if edge.child == OUTPUT else _node_read_stage(model, hypothesis.site(edge.child))
+        )
+        if _provided_stage(model, parent) > child:
             raise HypothesisError(
-                f"edge {edge.parent!r} -> {edge.child!r}: {hypothesis.site(edge.parent)} writes to the residual "
-                f"stream after {child} reads it; edges run forward through the layers"
+                f"edge {edge.parent!r} -> {edge.child!r}: {parent} enters the residual stream after "
+                f"{edge.child} reads it; edges run forward through the layers"
             )
+    for child in {edge.child for edge in hypothesis.edges}:
+        reads = (
+            HEAD_INPUTS if any(e.child == child and e.read != ALL_INPUTS for e in hypothesis.edges) else (ALL_INPUTS,)
+        )
+        for read in reads:
+            parents = [hypothesis.site(p) for p in hypothesis.parents(child, read)]
+            streams = [site for site in parents if is_residual(site)]
+            if len(streams) > 1:
+                raise HypothesisError(
+                    f"{child!r} reads two residual-stream nodes ({streams[0]}, {streams[1]}); keep one"
+                )
+            inside = [
+                site
+                for site in parents
+                if streams
+                and not is_residual(site)
+                and _provided_stage(model, site) <= read_stage(model, streams[0].name)
+            ]
+            if inside:
+                raise HypothesisError(
+                    f"{child!r} reads {inside[0]} both directly and inside the residual-stream node {streams[0]}; "
+                    "an edge from the residual stream already carries everything written before it"
+                )
 
 
 def _by_key(keys: list) -> dict:

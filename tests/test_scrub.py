@@ -148,6 +148,34 @@ def test_a_feature_no_other_prompt_shares_is_reported(induction):
     assert scrub(induction, constant).notes == ()
 
 
+def test_a_residual_stream_node_stands_for_everything_written_before_it(induction):
+    """The stream entering layer 1, computed from the tokens and the previous-token head, feeds the
+    induction head: exact. Leave the previous-token head out of it and induction is gone."""
+    nodes = {**CIRCUIT_NODES, "stream": mt.resid(1, "pre")}
+    through = [("tokens", "prev"), ("tokens", "stream"), ("prev", "stream"), ("stream", "ind"), ("ind", "output")]
+    effect = scrub(induction, mt.Hypothesis(nodes, through))
+    np.testing.assert_allclose(effect.intervened, effect.clean, atol=1e-5)
+    without = {**TOKENS, "ind": mt.heads(planted.INDUCTION_HEAD), "stream": mt.resid(1, "pre")}
+    missing = [("tokens", "stream"), ("stream", "ind"), ("ind", "output"), ("tokens", "output")]
+    with pytest.raises(mt.ClaimRefuted):
+        scrub(induction, mt.Hypothesis(without, missing)).expect_recovery(at_least=0.95, alpha=0.01)
+
+
+def test_a_residual_node_at_some_positions_leaves_the_rest_to_resampling(induction):
+    """Claiming the keys' stream on the first copy only leaves the repeat's keys to a random prompt:
+    some of them then match the queries, so the claim explains less than the same node everywhere."""
+
+    def keys_stream(positions):
+        nodes = {**CIRCUIT_NODES, "keys": mt.resid(1, "pre").at(positions)}
+        edges = [("tokens", "prev"), ("tokens", "keys"), ("prev", "keys"), ("keys", "ind.k"), ("tokens", "ind.q")]
+        edges += [("tokens", "ind.v"), ("ind", "output"), ("tokens", "output")]
+        return scrub(induction, mt.Hypothesis(nodes, edges))
+
+    everywhere, first_copy = keys_stream("all"), keys_stream("first_half")
+    np.testing.assert_allclose(everywhere.intervened, everywhere.clean, atol=1e-5)
+    assert 0.5 < recovery(first_copy) < 0.995
+
+
 # -- cancellation ------------------------------------------------------------------------------------
 
 
@@ -210,10 +238,11 @@ def _counts(note: str) -> tuple[int, int]:
         (CIRCUIT_NODES, [("prev", "indd.k")], None, "no node 'indd'; did you mean 'ind'"),
         (CIRCUIT_NODES, [("tokens", "prev.x")], None, r"\.x names an input of a head node"),
         ({"a": mt.heads("0.0", "1.0")}, [("a", "output")], None, "make one node per layer"),
-        ({"r": mt.resid(0)}, [("r", "output")], None, "does not write to the residual stream"),
+        ({"r": mt.site("blocks.0.attn.hook_pattern")}, [("r", "output")], None, "not a node a hypothesis can claim"),
         (CIRCUIT_NODES, [("tokens", "output")], None, "node 'prev' has no path of edges to 'output'"),
         (TOKENS, [("tokens", "output")], {"tokenz": len}, "feature for unknown node 'tokenz'; did you mean 'tokens'"),
         ({"output": "hook_embed"}, [], None, "other than 'output'"),
+        ({"r": mt.site("blocks.0.hook_resid_pre", 1)}, [("r", "output")], None, "no heads or neurons to index"),
         (TOKENS, [("output", "tokens")], None, "'output' is the root"),
         ({"a": mt.heads("1.0", "1.1"), "b": mt.heads("1.1")}, [("a", "output"), ("b", "output")], None, "both claim"),
     ],
@@ -236,6 +265,10 @@ def test_backward_edges_and_failing_features_are_explained(induction):
     unhashable = mt.Hypothesis(CIRCUIT_NODES, CIRCUIT_EDGES, features={"prev": lambda p: list(p.tokens)})
     with pytest.raises(mt.HypothesisError, match="TypeError"):
         mt.measure(model, prompts, mt.scrub(unhashable), LOSS)
+    stream = {**CIRCUIT_NODES, "stream": mt.resid(1, "pre")}
+    doubled = mt.Hypothesis(stream, [("tokens", "stream"), ("stream", "ind"), ("prev", "ind"), ("ind", "output")])
+    with pytest.raises(mt.HypothesisError, match="both directly and inside the residual-stream node"):
+        mt.measure(model, prompts, mt.scrub(doubled), LOSS)
     with pytest.raises(mt.InterventionError, match="cannot be combined"):
         mt.measure(model, prompts, mt.scrub(backward) + mt.ablate(mt.heads("0.1")), LOSS)
     with pytest.raises(mt.InterventionError, match=r"scrub\(\) takes an mt.Hypothesis"):
