@@ -8,8 +8,11 @@ from pathlib import Path
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    target = Path(path)
+    """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename.
+
+    A symbolic link is written through (the file it points to is replaced), so the link stays a link.
+    """
+    target = Path(os.path.realpath(path))
     target.parent.mkdir(parents=True, exist_ok=True)
     mode = target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~_umask()
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -23,7 +26,7 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return target
+    return Path(path)
 
 
 def _umask() -> int:

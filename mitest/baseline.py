@@ -15,40 +15,83 @@ A run is compared claim by claim with the stored baseline:
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .atomic import write_text
+from .errors import MitestError
 
 SCHEMA, VERSION = "mitest.baseline", 1
 
 
-class BaselineError(ValueError):
+class BaselineError(MitestError, ValueError):
     """A baseline file is missing pieces, hand-broken or from another schema."""
+
+
+OUTCOMES = ("HOLDS", "REFUTED", "INCONCLUSIVE")
 
 
 def load(path: Path) -> dict[str, dict[str, Any]]:
     """The claims stored in a baseline file ({} when the file does not exist)."""
     if not path.exists():
         return {}
+    fix = "fix it, restore it from version control, or rewrite it with --mitest-update-baseline"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise BaselineError(
-            f"baseline {path} is not valid JSON ({error}); fix it, restore it from version control, "
-            "or rewrite it with --mitest-update-baseline"
-        ) from None
+    except OSError as error:
+        reason = error.strerror or error
+        raise BaselineError(f"cannot read baseline {path} ({reason}); it must be a readable file") from None
+    except UnicodeDecodeError as error:
+        where = f"{error.reason} at byte {error.start}"
+        raise BaselineError(f"baseline {path} is not UTF-8 text ({where}); {fix}") from None
+    except RecursionError:
+        raise BaselineError(f"baseline {path} is nested too deeply to be a mitest baseline; {fix}") from None
+    except ValueError as error:  # json.JSONDecodeError, or an integer too long to convert
+        raise BaselineError(f"baseline {path} is not valid JSON ({error}); {fix}") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("claims"), dict):
         raise BaselineError(f"baseline {path} is not a mitest baseline (expected schema {SCHEMA!r})")
-    if data.get("version") != VERSION:
-        raise BaselineError(f"baseline {path} has version {data.get('version')}; this mitest reads version {VERSION}")
-    for key, entry in data["claims"].items():
-        missing = [f for f in ("claim_key", "outcome", "estimate", "gap", "claim_value") if f not in entry]
-        if missing:
-            raise BaselineError(f"baseline {path}: claim {key!r} lacks {', '.join(missing)}; rewrite the baseline")
+    version = data.get("version")
+    if type(version) is not int or version != VERSION:
+        raise BaselineError(f"baseline {path} has version {version!r}; this mitest reads version {VERSION}")
+    for key, stored in data["claims"].items():
+        problem = _entry_problem(stored)
+        if problem:
+            raise BaselineError(f"baseline {path}: claim {key!r} {problem}; {fix}")
     return data["claims"]
+
+
+def _entry_problem(stored: Any) -> str | None:
+    """What is wrong with one stored claim, or None when compare() can use it."""
+    if not isinstance(stored, dict):
+        return f"is a {type(stored).__name__}, not an object"
+    missing = [f for f in ("claim_key", "outcome", "estimate", "gap", "claim_value") if f not in stored]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if not isinstance(stored["claim_key"], str):
+        return "has a claim_key that is not a string"
+    if stored["outcome"] not in OUTCOMES:
+        return f"has outcome {stored['outcome']!r:.40}, not one of {', '.join(OUTCOMES)}"
+    for name in ("estimate", "gap"):
+        if not _finite(stored[name]):
+            return f"has {name} {stored[name]!r:.40}, not a finite number"
+    values = stored["claim_value"]
+    if not isinstance(values, list) or not values or not all(_finite(v) for v in values):
+        return "has claim_value that is not a non-empty list of finite numbers"
+    group = stored.get("group")
+    if group is not None and (
+        not isinstance(group, list)
+        or len(group) != len(values)
+        or not all(isinstance(g, str) or _finite(g) for g in group)
+    ):
+        return "has group that is not one label (a string or number) per claim value"
+    return None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def save(path: Path, claims: dict[str, dict[str, Any]]) -> None:

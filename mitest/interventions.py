@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +102,8 @@ class Combined(Intervention):
     interventions: tuple[Intervention, ...]
 
     def __post_init__(self) -> None:
+        if not self.interventions:
+            raise InterventionError("combine() needs at least one intervention, e.g. combine(ablate(a), steer(d))")
         for item in self.interventions:
             if not isinstance(item, Intervention):
                 raise InterventionError(
@@ -155,7 +158,9 @@ def ablate(
         )
     if reference is not None and not isinstance(reference, (Prompts, str)):
         raise InterventionError(f"reference must be a Prompts set, got {type(reference).__name__}")
-    return Ablate(as_sites(sites), method, reference, bool(per_position), int(seed))
+    if not isinstance(per_position, bool):
+        raise InterventionError(f"per_position must be True or False, got {per_position!r}")
+    return Ablate(as_sites(sites), method, reference, per_position, _seed(seed, "ablate"))
 
 
 def patch(sites: Any, source: Prompts | str = "corrupted") -> Patch:
@@ -228,9 +233,7 @@ def scrub(hypothesis: Hypothesis, *, seed: int = 0, tolerance: float = 0.1) -> S
         )
     if not tolerance > 0:
         raise InterventionError(f"scrub tolerance must be a positive fraction of the gap, got {tolerance!r}")
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
-        raise InterventionError(f"scrub seed must be a non-negative int, got {seed!r}")
-    return Scrub(hypothesis, int(seed), float(tolerance))
+    return Scrub(hypothesis, _seed(seed, "scrub"), float(tolerance))
 
 
 def steer(direction: Site, coef: float = 1.0) -> Steer:
@@ -240,9 +243,17 @@ def steer(direction: Site, coef: float = 1.0) -> Steer:
             "steer() needs mt.direction(site, vector), "
             "e.g. mt.steer(mt.direction('blocks.3.hook_resid_post', v), coef=4.0)"
         )
+    if not isinstance(coef, numbers.Real) or isinstance(coef, bool) or not math.isfinite(coef):
+        raise InterventionError(f"steer coef must be a finite number, got {coef!r}")
     return Steer(direction, float(coef))
 
 
 def combine(*interventions: Intervention) -> Combined:
     """Apply several interventions in one forward pass (later ones see earlier ones' edits)."""
     return Combined(tuple(interventions))
+
+
+def _seed(seed: Any, caller: str) -> int:
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
+        raise InterventionError(f"{caller} seed must be a non-negative int, got {seed!r}")
+    return int(seed)

@@ -145,13 +145,25 @@ class Custom(Metric):
         return getattr(self.fn, "__name__", "custom")
 
     def __call__(self, logits, prompts, reference=None):
-        values = torch.as_tensor(self.fn(logits, prompts))
+        returned = self.fn(logits, prompts)
+        try:
+            values = torch.as_tensor(returned)
+        except (TypeError, ValueError, RuntimeError):
+            values = None
+        if values is None or values.dtype.is_complex or not (values.dtype.is_floating_point or values.dtype in _REAL):
+            raise MetricError(
+                f"metric {self.name} returned {type(returned).__name__} {returned!r:.60}; a metric must return real "
+                "numbers, one per prompt (a tensor or array of shape [n_prompts])"
+            )
         if values.shape != (len(prompts),):
             raise MetricError(
                 f"metric {self.name} returned shape {tuple(values.shape)} for {len(prompts)} prompts; "
                 "a metric must return one number per prompt, shape [n_prompts]"
             )
         return values.float()
+
+
+_REAL = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def _check_nonempty(selected: torch.Tensor, prompts: Prompts, name: str, positions: Positions) -> None:

@@ -216,8 +216,8 @@ class Model:
         parts = name.split(".", 2)
         if len(parts) != 3 or parts[0] != "blocks":
             return None
-        if not parts[1].isdigit():
-            raise SiteError(f"site {name!r}: layer must be a number, e.g. blocks.0.{parts[2]}")
+        if not (parts[1].isascii() and parts[1].isdigit()):  # str.isdigit() also accepts '²' and '٣'
+            raise SiteError(f"site {name!r}: layer must be a number >= 0, e.g. blocks.0.{parts[2]}")
         layer, site_name = int(parts[1]), parts[2]
         if site_name not in self._layer_site_names():
             return None

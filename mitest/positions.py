@@ -60,6 +60,13 @@ class Positions(Spec):
                 mask[row, q] = True
         return mask
 
+    def check_count(self, n: int) -> None:
+        """Raise :class:`PositionsError` unless per-prompt positions give exactly one entry per prompt."""
+        if self.kind == "per_prompt" and len(self.value) != n:
+            raise PositionsError(
+                f"per-prompt positions give {len(self.value)} entries for {n} prompts; pass one entry per prompt"
+            )
+
     def _row(self, prompt: int) -> tuple[int, ...]:
         if prompt >= len(self.value):
             raise PositionsError(
@@ -97,6 +104,8 @@ def as_positions(spec: Any) -> Positions:
             f"unknown position name {spec!r}; use 'all', 'last', {', '.join(map(repr, SPANS))}, "
             "an int, a tuple of ints, or one index per prompt"
         )
+    if isinstance(spec, (bytes, bytearray)):
+        raise PositionsError(f"cannot read positions from bytes {spec!r:.40}; use a str such as 'last', or ints")
     if isinstance(spec, (bool, np.bool_)):
         raise PositionsError("positions cannot be a bool; use an int index or 'all'")
     if isinstance(spec, (int, np.integer)):

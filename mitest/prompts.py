@@ -7,7 +7,8 @@ metric reads each prompt's own positions and no statistic ever sees padding.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+import numbers
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -93,7 +94,7 @@ class Prompts:
     def _answer_positions(self, positions: Any) -> torch.Tensor:
         if positions is None:
             return self.lengths - 1
-        values = torch.as_tensor(np.asarray(positions)).to(torch.long).flatten()
+        values = torch.from_numpy(_integers(positions, "answer_positions", "positions")).flatten()
         if len(values) != len(self.lengths):
             raise PromptsError(f"answer_positions has {len(values)} entries for {len(self.lengths)} prompts")
         values = torch.where(values < 0, values + self.lengths, values)
@@ -133,7 +134,17 @@ class Prompts:
 
     def __getitem__(self, index: Any) -> Prompts:
         """A new prompt set from a ``slice``, index list or tensor, padded to its own longest prompt."""
-        rows = torch.arange(len(self))[index].reshape(-1)
+        if index is None or isinstance(index, (str, bytes, float, bool, np.bool_)):
+            raise PromptsError(f"cannot select prompts with {index!r:.40}; use an int, a slice or a list of ints")
+        if isinstance(index, slice):  # torch refuses negative steps; Python's range takes any slice
+            index = list(range(len(self))[index])
+        try:
+            rows = torch.arange(len(self))[index].reshape(-1)
+        except (IndexError, TypeError, ValueError) as error:
+            raise PromptsError(
+                f"cannot select prompts {index!r:.60} from {len(self)} prompts ({error}); "
+                "use an int, a slice or a list of ints in range"
+            ) from None
         if len(rows) == 0:
             raise PromptsError("selected no prompts; a prompt set cannot be empty")
         subset = self._subset(rows)
@@ -144,7 +155,9 @@ class Prompts:
 
     def batches(self, size: int) -> Iterator[Prompts]:
         """Consecutive batches of ``size`` prompts; each keeps ``index``, its rows in this set."""
-        for start in range(0, len(self), size):
+        if not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 1:
+            raise PromptsError(f"batch size must be a positive int, got {size!r}")
+        for start in range(0, len(self), int(size)):
             yield self._subset(torch.arange(start, min(start + size, len(self))))
 
     def _subset(self, rows: torch.Tensor) -> Prompts:
@@ -217,16 +230,14 @@ class Prompts:
 
 def _strip_padding(tokens: Any, attention_mask: Any) -> list[torch.Tensor]:
     """Rows of a padded ``[n, seq]`` tensor without their padding (left or right)."""
-    ids = torch.as_tensor(np.asarray(tokens.cpu() if isinstance(tokens, torch.Tensor) else tokens))
-    mask = torch.as_tensor(
-        np.asarray(attention_mask.cpu() if isinstance(attention_mask, torch.Tensor) else attention_mask)
-    )
+    ids = torch.from_numpy(_integers(tokens, "tokens (with attention_mask)", "token ids"))
+    mask = _mask(attention_mask)
     if ids.dim() != 2 or mask.shape != ids.shape:
         raise PromptsError(
             f"attention_mask {tuple(mask.shape)} must have the same 2-D shape as tokens {tuple(ids.shape)}"
         )
     rows = []
-    for i, (row, keep) in enumerate(zip(ids, mask.bool(), strict=True)):
+    for i, (row, keep) in enumerate(zip(ids, mask, strict=True)):
         real = keep.nonzero().flatten()
         if len(real) and int(real[-1] - real[0]) + 1 != len(real):
             raise PromptsError(f"attention_mask row {i} has padding between real tokens; pad only at one end")
@@ -234,18 +245,59 @@ def _strip_padding(tokens: Any, attention_mask: Any) -> list[torch.Tensor]:
     return rows
 
 
+def _mask(attention_mask: Any) -> torch.Tensor:
+    """A boolean mask from 0/1 values (ints, floats or bools); anything else is refused."""
+    try:
+        array = np.asarray(
+            attention_mask.detach().cpu() if isinstance(attention_mask, torch.Tensor) else attention_mask
+        )
+    except (TypeError, ValueError, RuntimeError):
+        raise PromptsError("attention_mask must be a regular [n, seq] array of 0 and 1") from None
+    if array.dtype.kind not in "biuf":
+        raise PromptsError(f"attention_mask must hold only 0 (padding) and 1 (real token), got {array.dtype} values")
+    bad = array[~np.isin(array, (0, 1))]
+    if bad.size:
+        raise PromptsError(f"attention_mask must hold only 0 (padding) and 1 (real token), got {bad.flat[0].item()!r}")
+    return torch.from_numpy(array.astype(bool))
+
+
+def _integers(values: Any, label: str, what: str = "token ids") -> np.ndarray:
+    """``values`` as an int64 array; floats, bools, text and integers beyond int64 are refused."""
+    if isinstance(values, torch.Tensor):
+        if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
+            raise PromptsError(f"{label} holds {values.dtype} values; {what} must be integers")
+        values = values.detach().cpu()
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError):
+        raise PromptsError(f"{label} is not a regular array of {what} (integers): {values!r:.60}") from None
+    if array.size == 0:  # np.asarray([]) is float64; an empty prompt is reported by the caller
+        return array.astype(np.int64)
+    if array.dtype.kind == "O" and all(isinstance(v, numbers.Integral) for v in array.flat):
+        raise PromptsError(f"{label} holds {what} beyond the int64 range; {what} must be small integers")
+    if array.dtype.kind in "iu" and isinstance(values, (list, tuple)):
+        if any(isinstance(v, (bool, np.bool_)) for v in np.asarray(values, dtype=object).flat):
+            raise PromptsError(f"{label} holds bool values among its {what}; {what} must be integers")
+    if array.dtype.kind not in "iu":
+        kind = {"b": "bool", "f": "float", "c": "complex", "U": "text", "S": "bytes"}.get(array.dtype.kind)
+        held = f"{kind} values" if kind else f"values that are not integers ({values!r:.40})"
+        raise PromptsError(f"{label} holds {held}; {what} must be integers")
+    if array.dtype.kind == "u" and array.size and array.max() > np.iinfo(np.int64).max:
+        raise PromptsError(f"{label} holds {what} beyond the int64 range; {what} must be small integers")
+    return array.astype(np.int64)
+
+
 def _token_matrix(tokens: Any, tokenizer: Any, label: str) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(tokens, str):
         raise PromptsError(f"{label} is a single string; pass a list of prompts, e.g. [{tokens!r}]")
     if isinstance(tokens, (torch.Tensor, np.ndarray)):
-        array = torch.as_tensor(np.asarray(tokens.cpu() if isinstance(tokens, torch.Tensor) else tokens))
-        if array.dim() == 1:
+        if tokens.ndim == 1:
             raise PromptsError(
-                f"{label} is 1-D {tuple(array.shape)}; pass [n_prompts, seq_len] (use tokens[None] for one prompt)"
+                f"{label} is 1-D {tuple(tokens.shape)}; pass [n_prompts, seq_len] (use tokens[None] for one prompt)"
             )
-        if array.dim() != 2:
-            raise PromptsError(f"{label} must be 2-D [n_prompts, seq_len], got shape {tuple(array.shape)}")
-        rows = list(array)
+        if tokens.ndim != 2:
+            raise PromptsError(f"{label} must be 2-D [n_prompts, seq_len], got shape {tuple(tokens.shape)}")
+        rows = list(tokens)
     elif isinstance(tokens, Sequence):
         rows = list(tokens)
     else:
@@ -268,23 +320,27 @@ def _token_row(row: Any, tokenizer: Any, label: str, i: int) -> torch.Tensor:
         if tokenizer is None:
             raise PromptsError(f"{label}[{i}] is text; pass tokenizer= (or Model.tokenizer) to tokenize it")
         row = tokenizer(row)["input_ids"]
-    values = torch.as_tensor(np.asarray(row.cpu() if isinstance(row, torch.Tensor) else row))
+    if row is None or isinstance(row, (bytes, numbers.Number)):
+        raise PromptsError(f"{label}[{i}] is {row!r:.40}; each prompt must be a sequence of token ids (or a string)")
+    values = torch.from_numpy(_integers(row, f"{label}[{i}]"))
     if values.dim() != 1:
         raise PromptsError(f"{label}[{i}] must be a 1-D token sequence, got shape {tuple(values.shape)}")
     if values.numel() == 0:
         raise PromptsError(f"{label}[{i}] has no tokens; every prompt needs at least one")
-    if values.dtype.is_floating_point or values.dtype == torch.bool:
-        raise PromptsError(f"{label}[{i}] holds {values.dtype} values; token ids must be integers")
     if int(values.min()) < 0:
         raise PromptsError(f"{label}[{i}] has negative token id {int(values.min())}; ids must be >= 0")
-    return values.to(torch.long)
+    return values
 
 
 def _token_vector(values: Any, n: int, tokenizer: Any, label: str) -> torch.Tensor | None:
     if values is None:
         return None
-    if isinstance(values, (str, int)):
+    if isinstance(values, (torch.Tensor, np.ndarray)) and values.ndim == 0:
+        values = values.item()
+    if isinstance(values, (str, numbers.Number)):
         values = [values] * n
+    if not isinstance(values, Iterable) or isinstance(values, (bytes, bytearray, Mapping)):
+        raise PromptsError(f"{label} must be one token id or string per prompt, got {type(values).__name__}")
     items = list(values.tolist() if isinstance(values, (torch.Tensor, np.ndarray)) else values)
     if len(items) != n:
         raise PromptsError(f"{label} has {len(items)} entries for {n} prompts; give one per prompt")
@@ -303,17 +359,34 @@ def _single_token(item: Any, tokenizer: Any, label: str, i: int) -> int:
                 "(mind the leading space, e.g. ' Mary')"
             )
         return int(encoded[0])
-    if isinstance(item, (bool, float)) or not isinstance(item, (int, np.integer)):
+    if isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer)):
         raise PromptsError(f"{label}[{i}] is {item!r}; give a token id (int) or a single-token string")
-    if item < 0:
-        raise PromptsError(f"{label}[{i}] is {item}; token ids must be >= 0")
+    if not 0 <= item <= np.iinfo(np.int64).max:
+        raise PromptsError(f"{label}[{i}] is {item}; token ids must be >= 0 and within the vocabulary")
     return int(item)
 
 
 def _groups(groups: Sequence[Any] | None, n: int) -> np.ndarray | None:
     if groups is None:
         return None
-    labels = np.asarray(list(groups), dtype=object)
-    if labels.ndim != 1 or len(labels) != n:
+    if isinstance(groups, (str, bytes, Mapping)) or not isinstance(groups, Iterable):
+        raise PromptsError(f"groups must be a list with one label per prompt, got {groups!r:.60}")
+    items = list(groups.tolist() if isinstance(groups, (torch.Tensor, np.ndarray)) else groups)
+    labels = np.empty(len(items), dtype=object)
+    labels[:] = items  # one label per entry, even when labels are tuples
+    if len(labels) != n:
         raise PromptsError(f"groups has {len(labels)} labels for {n} prompts; give one label per prompt")
+    for i, label in enumerate(items):
+        if not _hashable(label) or isinstance(label, (np.ndarray, torch.Tensor)):  # tensors hash by identity
+            raise PromptsError(f"groups[{i}] is {label!r:.40}; group labels must be str, int or other hashable values")
+        if label is None or (isinstance(label, float) and label != label):
+            raise PromptsError(f"groups[{i}] is missing ({label!r}); give every prompt a group label")
     return labels
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True

@@ -7,6 +7,7 @@ captured source activations and means are computed once and kept in the model's
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from .errors import (
     HookNotFiredError,
     InterventionError,
     MetricError,
+    MitestError,
     NoOpInterventionWarning,
     PromptsError,
     SiteError,
@@ -30,7 +32,7 @@ from .hooks import HookSet, HookStats, eager_attention
 from .interventions import Ablate, Intervention, Patch, PathPatch, Scrub, Steer
 from .metrics import Custom, Metric, as_metric
 from .model import Model
-from .positions import ALL
+from .positions import ALL, Positions
 from .prompts import Prompts
 from .residual import check_supported, read_stage, reader_sites, write_stage, writers
 from .sites import Site, as_sites
@@ -67,6 +69,8 @@ def measure(
             f"intervention must be mt.ablate/patch/steer/path_patch/scrub/combine, got {type(intervention).__name__}"
         )
     metric = as_metric(metric)
+    if isinstance(getattr(metric, "positions", None), Positions):
+        metric.positions.check_count(len(prompts))
     if isinstance(intervention.parts()[0], Scrub):
         from .scrubbing import scrub_effect  # scrubbing builds on this module's engine
 
@@ -172,6 +176,7 @@ def activations(model: Model | nn.Module, prompts: Prompts, site: Any, *, batch_
     site = sites[0]
     if site.direction is not None:
         raise SiteError(f"activations() reads whole sites; drop the direction from {site}")
+    site.positions.check_count(len(prompts))
     point = model.resolve(site.name)
     _check_index(site, point)
     engine = _Engine(model, batch_size)
@@ -194,11 +199,16 @@ def activations(model: Model | nn.Module, prompts: Prompts, site: Any, *, batch_
 
 def _checked(model: Model | nn.Module, prompts: Prompts, batch_size: int) -> Model:
     """The model as an ``mt.Model``, after checking the inputs every run shares."""
+    if not isinstance(model, (Model, nn.Module)):
+        raise MitestError(
+            f"model must be an mt.Model or a transformers model (a torch nn.Module), got {type(model).__name__}; "
+            "load one with mt.Model.load(dir) or mt.Model.from_hf(model)"
+        )
     model = model if isinstance(model, Model) else Model.from_hf(model)
     if not isinstance(prompts, Prompts):
         raise PromptsError(f"prompts must be mt.Prompts, got {type(prompts).__name__}")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, (bool, np.bool_)) or batch_size < 1:
+        raise PromptsError(f"batch_size must be a positive int, got {batch_size!r}")
     prompts.check_vocab(model.vocab_size)
     return model
 
@@ -208,7 +218,7 @@ class _Engine:
 
     def __init__(self, model: Model, batch_size: int) -> None:
         self.model = model
-        self.batch_size = batch_size
+        self.batch_size = int(batch_size)
         self.eager = False
         self.cache = model.cache
         self.version = model.weights_version()  # computed once per measure call
@@ -492,6 +502,7 @@ def _fit(vector: torch.Tensor, view: torch.Tensor, site: Site) -> torch.Tensor:
 
 def _unit(site: Site, view: torch.Tensor) -> torch.Tensor:
     vector = _fit(torch.tensor(site.direction, dtype=torch.float64), view, site)
+    vector = vector / vector.abs().max()  # the norm of a huge or tiny vector over- or underflows
     return (vector / vector.norm()).to(torch.float32)
 
 
@@ -555,10 +566,10 @@ class _Plan:
 
 
 def _plans(part: Intervention, model: Model, prompts: Prompts) -> list[_Plan]:
-    if isinstance(part, PathPatch):
-        sites = _path_readers(model, part)
-    else:
-        sites = (part.direction,) if isinstance(part, Steer) else part.sites
+    named = (*part.sender, *part.receivers) if isinstance(part, PathPatch) else _sites_of(part)
+    for site in named:
+        site.positions.check_count(len(prompts))
+    sites = _path_readers(model, part) if isinstance(part, PathPatch) else _sites_of(part)
     plans = []
     for site in sites:
         point = model.resolve(site.name)
@@ -566,6 +577,10 @@ def _plans(part: Intervention, model: Model, prompts: Prompts) -> list[_Plan]:
         project = site.direction is not None and not isinstance(part, Steer)
         plans.append(_Plan(part, site, point, project))
     return plans
+
+
+def _sites_of(part: Ablate | Patch | Steer) -> tuple[Site, ...]:
+    return (part.direction,) if isinstance(part, Steer) else tuple(part.sites)
 
 
 def _path_senders(model: Model, part: PathPatch) -> tuple[Site, ...]:

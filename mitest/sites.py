@@ -7,6 +7,7 @@ and optionally a direction in its last dimension. Sites are frozen data; the mod
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -69,7 +70,7 @@ def as_sites(spec: Any) -> Sites:
 
 def site(name: str, index: int | Sequence[int] | None = None) -> Site:
     """A site by name, e.g. ``site("blocks.0.hook_resid_post")`` or a raw module path."""
-    return Site(name, _indices(index))
+    return Site(_name(name), _indices(index))
 
 
 def head(layer: int, head: int, kind: str = "z") -> Site:
@@ -78,7 +79,7 @@ def head(layer: int, head: int, kind: str = "z") -> Site:
     ``kind`` picks the per-head activation: ``z`` (head output before W_O), ``q``, ``k``, ``v``
     or ``pattern``. On grouped-query models ``k`` and ``v`` index the shared key/value heads.
     """
-    return Site(f"blocks.{int(layer)}.attn.hook_{kind}", (int(head),))
+    return Site(f"blocks.{_layer(layer)}.attn.hook_{_kind(kind)}", (_int(head, "head index"),))
 
 
 def heads(*specs: str | tuple[int, int], kind: str = "z") -> Sites:
@@ -91,29 +92,30 @@ def heads(*specs: str | tuple[int, int], kind: str = "z") -> Sites:
             by_layer[layer].append(index)
     if not by_layer:
         raise SiteError("heads() needs at least one head, e.g. heads('1.4', '1.6')")
+    kind = _kind(kind)
     return Sites(Site(f"blocks.{layer}.attn.hook_{kind}", tuple(idx)) for layer, idx in by_layer.items())
 
 
 def neurons(layer: int, *indices: int) -> Site:
     """MLP neurons (post-activation) of ``layer``; all neurons when no index is given."""
-    return Site(f"blocks.{int(layer)}.mlp.hook_post", _indices(list(indices)) if indices else None)
+    return Site(f"blocks.{_layer(layer)}.mlp.hook_post", _indices(list(indices)) if indices else None)
 
 
 def mlp(layer: int) -> Site:
     """The MLP output of ``layer`` (``blocks.L.hook_mlp_out``)."""
-    return Site(f"blocks.{int(layer)}.hook_mlp_out")
+    return Site(f"blocks.{_layer(layer)}.hook_mlp_out")
 
 
 def attn(layer: int) -> Site:
     """The attention output of ``layer`` (``blocks.L.hook_attn_out``), all heads summed."""
-    return Site(f"blocks.{int(layer)}.hook_attn_out")
+    return Site(f"blocks.{_layer(layer)}.hook_attn_out")
 
 
 def resid(layer: int, where: str = "post") -> Site:
     """The residual stream of ``layer`` at ``pre``, ``mid`` or ``post``."""
     if where not in ("pre", "mid", "post"):
         raise SiteError(f"resid(where={where!r}) is not a residual point; use 'pre', 'mid' or 'post'")
-    return Site(f"blocks.{int(layer)}.hook_resid_{where}")
+    return Site(f"blocks.{_layer(layer)}.hook_resid_{where}")
 
 
 def direction(at: str | Site, vector: Any) -> Site:
@@ -122,9 +124,19 @@ def direction(at: str | Site, vector: Any) -> Site:
     Ablating it projects the direction out (zero) or sets its coordinate to the mean; steering adds
     ``coef * vector``. The vector is stored as given; projections use its unit length.
     """
-    base = at if isinstance(at, Site) else Site(at)
-    values = torch.as_tensor(np.asarray(vector, dtype=np.float64)).flatten()
-    if values.numel() == 0 or not torch.isfinite(values).all() or float(values.norm()) == 0.0:
+    base = at if isinstance(at, Site) else Site(_name(at))
+    if isinstance(vector, (str, bytes)):
+        raise SiteError(f"direction for {base.name} must be a vector of numbers, got {vector!r:.80}")
+    try:
+        array = np.asarray(
+            vector.detach().cpu().double() if isinstance(vector, torch.Tensor) else vector, dtype=np.float64
+        )
+    except (TypeError, ValueError):
+        raise SiteError(f"direction for {base.name} must be a vector of numbers, got {vector!r:.80}") from None
+    if sum(size > 1 for size in array.shape) > 1:
+        raise SiteError(f"direction for {base.name} must be a 1-D vector, got shape {array.shape}")
+    values = array.reshape(-1)
+    if values.size == 0 or not np.isfinite(values).all() or not np.abs(values).max() > 0:
         raise SiteError(f"direction for {base.name} must be a non-zero, finite vector")
     return replace(base, direction=tuple(float(v) for v in values))
 
@@ -133,17 +145,60 @@ def _parse_head(spec: str | tuple[int, int]) -> tuple[int, int]:
     try:
         if isinstance(spec, str):
             layer, index = spec.split(".")
+            if not (layer.isascii() and layer.isdigit() and index.isascii() and index.isdigit()):
+                raise ValueError(spec)
             return int(layer), int(index)
         layer, index = spec
-        return int(layer), int(index)
+        return _layer(layer), _int(index, "head index")
     except (ValueError, TypeError):
         raise SiteError(f"cannot read head {spec!r}; write heads as 'layer.head' (e.g. '1.4') or (1, 4)") from None
 
 
-def _indices(index: int | Sequence[int] | None) -> tuple[int, ...] | None:
+def _int(value: Any, what: str) -> int:
+    """``value`` as an int: Python and numpy integers (not bools, floats or strings)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise SiteError(f"{what} must be an int, got the bool {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise SiteError(f"{what} must be an int, got {value!r:.80}") from None
+
+
+def _layer(value: Any) -> int:
+    layer = _int(value, "layer")
+    if layer < 0:
+        raise SiteError(f"layer must be >= 0, got {layer}; layers count from 0 (see model.sites())")
+    return layer
+
+
+def _kind(kind: Any) -> str:
+    if kind not in ("z", "q", "k", "v", "pattern"):
+        raise SiteError(f"unknown head activation kind {kind!r}; use 'z', 'q', 'k', 'v' or 'pattern'")
+    return kind
+
+
+def _name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise SiteError(f"site names are strings such as 'blocks.0.hook_resid_post', got {name!r:.80}")
+    return name
+
+
+def _indices(index: Any) -> tuple[int, ...] | None:
     if index is None:
         return None
-    values = (index,) if isinstance(index, (int, np.integer)) else tuple(index)
-    if not values or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in values):
-        raise SiteError(f"component indices must be a non-empty list of ints, got {index!r}")
-    return tuple(int(i) for i in values)
+    wrong = SiteError(f"component indices must be an int or a non-empty list of ints, got {index!r:.80}")
+    if isinstance(index, (str, bytes)):
+        raise wrong
+    if isinstance(index, (bool, np.bool_)):
+        values: tuple[Any, ...] = (index,)  # refused by _int with the reason
+    else:
+        try:
+            values = (operator.index(index),)
+        except TypeError:
+            try:
+                values = tuple(index)
+            except TypeError:
+                raise wrong from None
+    if not values:
+        raise wrong
+    return tuple(_int(i, "component index") for i in values)

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text
+from ..errors import MitestError
 
 SCHEMA, VERSION = "mitest.run", 1
 
 
-class ReportError(ValueError):
+class ReportError(MitestError, ValueError):
     """A run file is not a mitest run record (wrong schema, version or shape)."""
 
 
@@ -63,25 +65,145 @@ def load_run(path: str | Path) -> dict:
     """Read and check a run file written by mitest."""
     try:
         run = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise ReportError(f"cannot read run file {path}: {error}") from None
+    except OSError as error:
+        raise ReportError(f"cannot read run file {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ReportError(f"run file {path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except RecursionError:
+        raise ReportError(f"run file {path} is nested too deeply to be a mitest run record") from None
+    except ValueError as error:  # json.JSONDecodeError, or an integer too long to convert
+        raise ReportError(f"run file {path} is not valid JSON: {error}") from None
     if not isinstance(run, dict) or run.get("schema") != SCHEMA or not isinstance(run.get("claims"), list):
         raise ReportError(f"{path} is not a mitest run record (expected schema {SCHEMA!r})")
-    if run.get("version") != VERSION:
-        raise ReportError(f"{path} has run schema version {run.get('version')}; this mitest reads version {VERSION}")
+    if type(run.get("version")) is not int or run["version"] != VERSION:
+        raise ReportError(f"{path} has run schema version {run.get('version')!r}; this mitest reads version {VERSION}")
+    problem = _run_problem(run)
+    if problem:
+        raise ReportError(f"{path} is not a well-formed mitest run record: {problem}; was it written by mitest?")
     return run
 
 
 def write_reports(run: dict, directory: str | Path) -> list[Path]:
-    """Write run.json, summary.md, report.html and per_prompt.csv into ``directory``."""
+    """Write run.json, summary.md, report.html and per_prompt.csv into ``directory``.
+
+    Every file is rendered before any is written, so a run that cannot be rendered leaves the
+    folder's earlier reports as they were.
+    """
     from .html import render_html
     from .markdown import render_markdown
     from .table import per_prompt_csv
 
     directory = Path(directory)
-    return [
-        write_text(directory / "run.json", json.dumps(run, indent=1, sort_keys=True, allow_nan=False)),
-        write_text(directory / "summary.md", render_markdown(run)),
-        write_text(directory / "report.html", render_html(run)),
-        write_text(directory / "per_prompt.csv", per_prompt_csv(run)),
-    ]
+    texts = {
+        "run.json": json.dumps(run, indent=1, sort_keys=True, allow_nan=False),
+        "summary.md": render_markdown(run),
+        "report.html": render_html(run),
+        "per_prompt.csv": per_prompt_csv(run),
+    }
+    return [write_text(directory / name, text) for name, text in texts.items()]
+
+
+# -- checking a run read from disk ---------------------------------------------------------------
+
+# Fields the renderers and ``mitest compare`` read, and the kind of value each must hold.
+_RUN_FIELDS = {"created": "text", "settings": "object", "summary": "object"}
+_SETTINGS_FIELDS = {"alpha": "finite", "correction": "text", "seed": "integer"}
+_SUMMARY_FIELDS = {name: "integer" for name in ("claims", "holds", "refuted", "inconclusive", "regressions")}
+_CLAIM_FIELDS = {
+    **{name: "text" for name in ("claim", "claim_key", "test", "metric")},
+    **{name: "number" for name in ("estimate", "low", "high", "threshold", "pvalue")},
+    **{name: "finite" for name in ("alpha", "gap")},
+    "outcome": "outcome",
+    "index": "integer",
+    "n": "integer",
+    "identity": "object",
+    "per_prompt": "object",
+}
+_UNDECIDED_FIELDS = {"claim": "text", "test": "text", "error": "text", "old_estimate": "number"}
+_OUTCOMES = ("HOLDS", "REFUTED", "INCONCLUSIVE")
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_KINDS: dict[str, Callable[[Any], bool]] = {
+    "text": lambda value: isinstance(value, str),
+    # mitest writes a non-finite float (an unbounded interval) as the string "inf", "-inf" or "nan"
+    "number": lambda value: _real(value) or value in ("inf", "-inf", "nan"),
+    "finite": lambda value: _real(value) and math.isfinite(value),
+    "integer": lambda value: isinstance(value, int) and not isinstance(value, bool),
+    "object": lambda value: isinstance(value, dict),
+    "outcome": lambda value: value in _OUTCOMES,
+}
+_DESCRIPTIONS = {
+    "text": "a string",
+    "number": "a number",
+    "finite": "a finite number",
+    "integer": "an integer",
+    "object": "an object",
+    "outcome": "one of " + ", ".join(_OUTCOMES),
+}
+
+
+def _run_problem(run: dict) -> str | None:
+    """The first thing in a run record that the renderers could not use, or None."""
+    problem = (
+        _fields_problem(run, _RUN_FIELDS, "the run")
+        or _fields_problem(run["settings"], _SETTINGS_FIELDS, "settings")
+        or _fields_problem(run["summary"], _SUMMARY_FIELDS, "summary")
+    )
+    if problem:
+        return problem
+    for i, claim in enumerate(run["claims"]):
+        problem = _fields_problem(claim, _CLAIM_FIELDS, f"claim {i}") or _claim_problem(claim, i)
+        if problem:
+            return problem
+    undecided = run.get("undecided") or []
+    if not isinstance(undecided, list):
+        return "undecided is not a list"
+    for i, entry in enumerate(undecided):
+        problem = _fields_problem(entry, _UNDECIDED_FIELDS, f"undecided claim {i}")
+        if problem:
+            return problem
+    return None
+
+
+def _claim_problem(claim: dict, i: int) -> str | None:
+    """Problems in a claim's per-prompt values, baseline comparison and notes."""
+    values = claim["per_prompt"]
+    lengths = set()
+    for name in ("clean", "intervened", "corrupted", "claim_value"):
+        if values.get(name) is None and name != "claim_value":
+            continue
+        if not isinstance(values.get(name), list) or not all(_KINDS["finite"](v) for v in values[name]):
+            return f"claim {i}: per_prompt.{name} is not a list of finite numbers"
+        if name != "claim_value":
+            lengths.add(len(values[name]))
+    if len(lengths) > 1:
+        return f"claim {i}: per_prompt clean, intervened and corrupted have different lengths"
+    group = values.get("group")
+    if group is not None and (not isinstance(group, list) or len(group) != len(values["claim_value"])):
+        return f"claim {i}: per_prompt.group is not one label per claim value"
+    baseline = claim.get("baseline")
+    if baseline is not None and not (
+        isinstance(baseline, dict)
+        and isinstance(baseline.get("status"), str)
+        and isinstance(baseline.get("message", ""), str)
+    ):
+        return f"claim {i}: baseline is not an object with a status and a message"
+    notes = claim.get("notes")
+    if notes is not None and (not isinstance(notes, list) or not all(isinstance(note, str) for note in notes)):
+        return f"claim {i}: notes is not a list of text"
+    return None
+
+
+def _fields_problem(data: Any, fields: dict[str, str], where: str) -> str | None:
+    if not isinstance(data, dict):
+        return f"{where} is a {type(data).__name__}, not an object"
+    for name, kind in fields.items():
+        if name not in data:
+            return f"{where} lacks {name!r}"
+        if not _KINDS[kind](data[name]):
+            return f"{where}: {name} is {data[name]!r:.40}, not {_DESCRIPTIONS[kind]}"
+    return None

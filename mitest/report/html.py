@@ -66,7 +66,7 @@ def _claim_row(claim: dict) -> str:
         f'<td>{html.escape(claim["claim"])}<div class="small">{html.escape(claim["test"])} · '
         f"{html.escape(claim['metric'])} · n={claim['n']}</div>{notes}</td>"
         f"<td>{_forest(claim, color)}</td><td>{_strip(values, color)}</td>"
-        f"<td>{claim['pvalue']:.2g}</td><td>{base_text}</td></tr>"
+        f"<td>{float(claim['pvalue']):.2g}</td><td>{base_text}</td></tr>"
     )
 
 
@@ -74,7 +74,7 @@ def _forest(claim: dict, color: str) -> str:
     low, high, estimate, threshold = (float(claim[key]) for key in ("low", "high", "estimate", "threshold"))
     bounds = [-threshold, threshold] if "±" in claim["claim"] else [threshold]  # equivalence has two margins
     finite = [v for v in (low, high, estimate, *bounds) if math.isfinite(v)]
-    lo, hi = min(finite), max(finite)
+    lo, hi = (min(finite), max(finite)) if finite else (-1.0, 1.0)
     pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
     lo, hi = lo - pad, hi + pad
 
