@@ -102,9 +102,13 @@ class Effect:
             raise MitestError(f"corrupted has {len(corrupted_values)} values for {n} prompts")
         labels = None
         if groups is not None:
-            labels = np.asarray(list(groups), dtype=object)
+            labels = np.empty(len(list(groups)), dtype=object)
+            labels[:] = list(groups)
             if len(labels) != n:
                 raise MitestError(f"groups has {len(labels)} labels for {n} prompts")
+            for i, label in enumerate(labels):
+                if label is None or (isinstance(label, float) and label != label) or not _hashable(label):
+                    raise MitestError(f"groups[{i}] is {label!r:.40}; give every prompt a hashable label (str, int)")
         flips = None
         if flipped is not None:
             flips = np.asarray(flipped)
@@ -414,6 +418,14 @@ def expect_monotonic(effects: Sequence[Effect], *, increasing: bool = True, alph
         worst=[(int(i), float(tau[i])) for i in worst],
         per_prompt=tau,
     )
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _check_finite(threshold: float) -> None:

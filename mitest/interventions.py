@@ -41,6 +41,12 @@ class Intervention(Spec):
     def __add__(self, other: Intervention) -> Combined:
         return combine(self, other)
 
+    def __radd__(self, other: object) -> Intervention:
+        """``sum([a, b, c])`` combines them: the sum starts from 0."""
+        if isinstance(other, int) and not isinstance(other, bool) and other == 0:
+            return self
+        return combine(other, self)
+
 
 @dataclass(frozen=True)
 class Ablate(Intervention):

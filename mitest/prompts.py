@@ -225,6 +225,11 @@ class Prompts:
 
     def __repr__(self) -> str:
         extras = [name for name in ("answers", "wrong", "corrupted", "groups") if getattr(self, name) is not None]
+        if len(self) == 1:  # e.g. a Hypothesis example: show the prompt itself
+            ids = self.ids[0, : int(self.lengths[0])].tolist()
+            shown = repr(self.tokenizer.decode(ids)) if self.tokenizer is not None else str(ids)
+            answer = "" if self.answers is None else f", answer={int(self.answers[0])}"
+            return f"Prompts(n=1, prompt={shown}{answer}, with={extras})"
         return f"Prompts(n={len(self)}, max_len={self.ids.shape[1]}, with={extras})"
 
 
@@ -272,7 +277,7 @@ def _integers(values: Any, label: str, what: str = "token ids") -> np.ndarray:
     except (TypeError, ValueError):
         raise PromptsError(f"{label} is not a regular array of {what} (integers): {values!r:.60}") from None
     if array.size == 0:  # np.asarray([]) is float64; an empty prompt is reported by the caller
-        return array.astype(np.int64)
+        return np.zeros(array.shape, dtype=np.int64)
     if array.dtype.kind == "O" and all(isinstance(v, numbers.Integral) for v in array.flat):
         raise PromptsError(f"{label} holds {what} beyond the int64 range; {what} must be small integers")
     if array.dtype.kind in "iu" and isinstance(values, (list, tuple)):

@@ -135,3 +135,9 @@ def test_a_high_confidence_level_is_not_printed_as_100_percent():
         at_least=0.5, alpha=0.05 / 23
     )
     assert "99.6% CI" in verdict.summary() and "100% CI" not in verdict.summary()
+
+
+@pytest.mark.parametrize("label", [None, float("nan"), [1], {"a": 1}])
+def test_group_labels_from_values_must_be_present_and_hashable(label):
+    with pytest.raises(mt.MitestError, match=r"groups\[1\] is .*hashable label"):
+        mt.Effect.from_values([1.0, 2.0, 3.0], [1.0, 2.5, 3.0], groups=["a", label, "b"])

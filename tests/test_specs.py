@@ -85,3 +85,11 @@ def test_effect_from_values():
 def test_effect_from_bad_values(clean, intervened, message):
     with pytest.raises(mt.MitestError, match=message):
         mt.Effect.from_values(clean, intervened)
+
+
+def test_interventions_sum_into_one_combination():
+    first, second = mt.ablate(mt.heads("0.1")), mt.patch(mt.heads("1.0"))
+    assert sum([first, second]) == mt.combine(first, second)
+    assert sum([first]) is first
+    with pytest.raises(mt.InterventionError, match="combine"):
+        3 + first

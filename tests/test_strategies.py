@@ -216,3 +216,22 @@ def test_profile():
     before = hypothesis.settings.get_current_profile_name()
     pytester.runpytest("-p", "no:cacheprovider", "--mitest-profile", "ci").assert_outcomes(passed=1)
     assert hypothesis.settings.get_current_profile_name() == before
+
+
+def test_a_plain_given_test_shows_the_falsifying_prompt(pytester, monkeypatch):
+    """In an ordinary @given test, Hypothesis prints the shrunk example: a one-prompt set shows its tokens."""
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makepyfile(
+        test_inner_given="""
+from hypothesis import given, settings
+import mitest as mt
+
+@settings(database=None, derandomize=True)
+@given(prompt=mt.strategies.induction().strategy())
+def test_short(prompt):
+    assert int(prompt.lengths[0]) < 25
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*prompt=Prompts(n=1, prompt=[64, 0, 1, 2, 3, 4, 5, 6, 7, 8*, answer=8*"])
