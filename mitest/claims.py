@@ -107,7 +107,7 @@ class Effect:
             if len(labels) != n:
                 raise MitestError(f"groups has {len(labels)} labels for {n} prompts")
             for i, label in enumerate(labels):
-                if label is None or (isinstance(label, float) and label != label) or not _hashable(label):
+                if label is None or (isinstance(label, float) and label != label) or not stats.hashable(label):
                     raise MitestError(f"groups[{i}] is {label!r:.40}; give every prompt a hashable label (str, int)")
         flips = None
         if flipped is not None:
@@ -418,14 +418,6 @@ def expect_monotonic(effects: Sequence[Effect], *, increasing: bool = True, alph
         worst=[(int(i), float(tau[i])) for i in worst],
         per_prompt=tau,
     )
-
-
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
 
 
 def _check_finite(threshold: float) -> None:

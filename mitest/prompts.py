@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .errors import PromptsError
+from .stats import hashable
 
 
 class Prompts:
@@ -382,16 +383,8 @@ def _groups(groups: Sequence[Any] | None, n: int) -> np.ndarray | None:
     if len(labels) != n:
         raise PromptsError(f"groups has {len(labels)} labels for {n} prompts; give one label per prompt")
     for i, label in enumerate(items):
-        if not _hashable(label) or isinstance(label, (np.ndarray, torch.Tensor)):  # tensors hash by identity
+        if not hashable(label) or isinstance(label, (np.ndarray, torch.Tensor)):  # tensors hash by identity
             raise PromptsError(f"groups[{i}] is {label!r:.40}; group labels must be str, int or other hashable values")
         if label is None or (isinstance(label, float) and label != label):
             raise PromptsError(f"groups[{i}] is missing ({label!r}); give every prompt a group label")
     return labels
-
-
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True

@@ -63,6 +63,15 @@ def units(values: np.ndarray, groups: Sequence[Any] | None = None) -> np.ndarray
     return mean + residual_sums * count / len(values)
 
 
+def hashable(value: Any) -> bool:
+    """Whether ``value`` can label a cluster (group labels are compared by hash)."""
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
 def cluster_codes(groups: Sequence[Any]) -> tuple[np.ndarray, int]:
     """Integer cluster ids for group labels (any hashable values; ``2`` and ``"2"`` stay distinct)."""
     codes, uniques = pd.factorize(pd.Series(list(groups), dtype=object), sort=False)
