@@ -16,6 +16,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .errors import InterventionError
 from .hypothesis import Hypothesis
 from .prompts import Prompts
@@ -164,9 +166,9 @@ def ablate(
         )
     if reference is not None and not isinstance(reference, (Prompts, str)):
         raise InterventionError(f"reference must be a Prompts set, got {type(reference).__name__}")
-    if not isinstance(per_position, bool):
+    if not isinstance(per_position, (bool, np.bool_)):
         raise InterventionError(f"per_position must be True or False, got {per_position!r}")
-    return Ablate(as_sites(sites), method, reference, per_position, _seed(seed, "ablate"))
+    return Ablate(as_sites(sites), method, reference, bool(per_position), _seed(seed, "ablate"))
 
 
 def patch(sites: Any, source: Prompts | str = "corrupted") -> Patch:
@@ -249,6 +251,8 @@ def steer(direction: Site, coef: float = 1.0) -> Steer:
             "steer() needs mt.direction(site, vector), "
             "e.g. mt.steer(mt.direction('blocks.3.hook_resid_post', v), coef=4.0)"
         )
+    if hasattr(coef, "ndim") and coef.ndim == 0 and hasattr(coef, "item"):  # a 0-d tensor or array, e.g. v.norm()
+        coef = coef.item()
     if not isinstance(coef, numbers.Real) or isinstance(coef, bool) or not math.isfinite(coef):
         raise InterventionError(f"steer coef must be a finite number, got {coef!r}")
     return Steer(direction, float(coef))

@@ -146,7 +146,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(recorder, "mitest-recorder")
     from mitest.config import settings
 
-    config.stash[SAVED] = (settings.alpha, settings.seed, settings.family_size, _hypothesis_profile(options.profile))
+    profile = _hypothesis_profile(options.profile, config.getoption("hypothesis_profile", None))
+    config.stash[SAVED] = (settings.alpha, settings.seed, settings.family_size, profile)
     settings.alpha, settings.seed = options.alpha, options.seed
 
 
@@ -162,14 +163,22 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             hypothesis.settings.load_profile(profile)
 
 
-def _hypothesis_profile(profile: str) -> str | None:
-    """Under mitest's ci profile, load Hypothesis's (derandomized, no example database); returns the
-    profile to restore, or None when nothing changed. Hypothesis is imported only then."""
-    if profile != "ci":
+def _hypothesis_profile(profile: str, chosen: str | None) -> str | None:
+    """Under mitest's ci profile, load Hypothesis's ``ci`` profile (derandomized, no example database)
+    unless the user chose a Hypothesis profile; returns the profile to restore, or None when nothing
+    changed. Hypothesis is imported only then."""
+    if profile != "ci" or chosen:
         return None
     import hypothesis
+    import hypothesis.errors
 
     previous = hypothesis.settings.get_current_profile_name()
+    if previous != "default":  # chosen in code (settings.load_profile) or by Hypothesis itself
+        return None
+    try:
+        hypothesis.settings.get_profile("ci")
+    except hypothesis.errors.InvalidArgument:  # Hypothesis releases before its built-in ci profile
+        hypothesis.settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
     hypothesis.settings.load_profile("ci")
     return previous
 
@@ -530,6 +539,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         if "old_estimate" in base:
             delta = f" ({record['estimate'] - base['old_estimate']:+.3g})"
         ci = f"[{float(record['low']):.3g}, {float(record['high']):.3g}]"
+        if record.get("metric") == "property":  # searched, not estimated
+            ci = f"{record['n']} tried"
         write(
             f"{record['outcome']:<13} {float(record['estimate']):>10.4g} {ci:>23} {float(record['threshold']):>10.4g}  "
             f"{base.get('status', ''):<10} {record['claim']}{delta}  [{record['test']}]"

@@ -18,12 +18,12 @@ from hypothesis import HealthCheck, find
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import NoSuchExample
 
-from .claims import ClaimRefuted, Effect
+from .claims import ClaimInconclusive, ClaimRefuted, Effect
 from .config import listeners
 from .errors import MitestError
 from .model import Model
 from .prompts import Prompts
-from .strategies import Family, _source
+from .strategies import Family, source_key
 from .verdict import HOLDS, REFUTED, Verdict
 
 Property = Callable[[Prompts], object]
@@ -35,8 +35,9 @@ def expect_for_all(
     """Claim: ``prop(prompt)`` holds for every prompt of ``family``.
 
     ``prop`` gets a one-prompt ``mt.Prompts`` (with its answer, wrong answer and corrupted twin) and
-    fails by returning False or raising ``AssertionError`` (a failed ``expect_*`` claim included);
-    any other exception is an error in the property and propagates. ``examples`` caps the search
+    fails by returning False or raising ``AssertionError`` (a plain ``assert``); any other exception
+    is an error in the property and propagates. Statistical claims (``expect_*``) need many prompts
+    and do not belong in a property; one run inside it is not recorded as a claim. ``examples`` caps the search
     (default: the Hypothesis profile's ``max_examples``, 100 unless configured). ``model``, the
     model the property runs, is recorded with the claim (reports and baselines name its revision).
 
@@ -50,6 +51,8 @@ def expect_for_all(
         )
     if not callable(prop):
         raise MitestError("expect_for_all needs a property: a function of one prompt returning True when it holds")
+    if examples is not None and (not isinstance(examples, int) or isinstance(examples, bool) or examples < 1):
+        raise MitestError(f"examples must be a positive int, got {examples!r}")
     held: list[bool] = []
 
     def breaks(prompt: Prompts) -> bool:
@@ -64,25 +67,45 @@ def expect_for_all(
         suppress_health_check=list(HealthCheck),
     )
     name = getattr(prop, "__name__", type(prop).__name__)
-    key = hashlib.sha256(f"mitest|{family.key()}|{_source(prop)}".encode()).digest()
+    key = hashlib.sha256(f"mitest|{family.key()}|{source_key(prop)}".encode()).digest()
     identity = {"family": family.key(), "property": key.hex()[:16]}
     if model is not None:
         identity["model"] = model.revision
+    listeners.append(_ignore)  # claims a property decides on one prompt are not the suite's claims
     try:
         counterexample = find(family.strategy(), breaks, settings=search, database_key=key)
     except NoSuchExample:
+        counterexample = None
+    finally:
+        listeners.remove(_ignore)
+    if counterexample is None:
         return _decide(HOLDS, family, name, identity, held, notes=())
-    _, why = _judge(prop, counterexample)
+    listeners.append(_ignore)
+    try:
+        _, why = _judge(prop, counterexample)
+    finally:
+        listeners.remove(_ignore)
     notes = (f"counterexample (shrunk): {family.describe(counterexample)}" + (f"; {why}" if why else ""),)
     raise ClaimRefuted(_decide(REFUTED, family, name, identity, held, notes))
+
+
+def _ignore(verdict: Verdict, effect: Effect, per_prompt: np.ndarray) -> None:
+    """A listener that records nothing."""
 
 
 def _judge(prop: Property, prompt: Prompts) -> tuple[bool, str]:
     """Whether ``prop`` holds on ``prompt``, and the first line of its failure message."""
     try:
         result = prop(prompt)
+    except ClaimInconclusive:
+        raise MitestError(
+            "a claim inside the property was INCONCLUSIVE: that is not a counterexample; state the property "
+            "with a plain comparison on this prompt's numbers"
+        ) from None
     except AssertionError as error:
         return False, str(error).splitlines()[0] if str(error) else type(error).__name__
+    if getattr(result, "ndim", None) == 0 and hasattr(result, "item"):  # a 0-d tensor or array
+        result = result.item()
     if not isinstance(result, (bool, np.bool_)):
         raise MitestError(f"a property returns True or False (or raises AssertionError), got {type(result).__name__}")
     return bool(result), "" if result else "the property returned False"

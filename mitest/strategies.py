@@ -16,12 +16,14 @@ builds a text family for a tokenizer; :func:`induction` and :func:`greater_than`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import string
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -54,6 +56,12 @@ class Slot:
     distinct: bool = True
 
 
+def _int(value: Any, label: str) -> int:
+    if not isinstance(value, Integral) or isinstance(value, (bool, np.bool_)):
+        raise MitestError(f"{label} must be an int, got {value!r}")
+    return int(value)
+
+
 def choice(*values: Any) -> Slot:
     """A slot filled with one of ``values`` (words, names, objects); shrinks towards the first."""
     if len(values) == 1 and isinstance(values[0], (list, tuple)):
@@ -65,15 +73,19 @@ def choice(*values: Any) -> Slot:
 
 def numbers(low: int, high: int) -> Slot:
     """A slot filled with an int in ``[low, high]`` (format it in the template, e.g. ``{year:02d}``)."""
-    if not (isinstance(low, int) and isinstance(high, int)) or low > high:
-        raise MitestError(f"numbers(low, high) needs ints with low <= high, got {low!r}, {high!r}")
+    low, high = _int(low, "numbers(low, ...)"), _int(high, "numbers(..., high)")
+    if low > high:
+        raise MitestError(f"numbers(low, high) needs low <= high, got {low}, {high}")
     return Slot("number", low=low, high=high)
 
 
 def tokens(low: int, high: int, length: int, *, distinct: bool = True) -> Slot:
     """A slot filled with ``length`` token ids in ``[low, high]`` (distinct by default)."""
-    if not (isinstance(low, int) and isinstance(high, int) and isinstance(length, int)) or low > high or length < 1:
-        raise MitestError(f"tokens(low, high, length) needs ints with low <= high and length >= 1, got {low}, {high}")
+    low, high, length = _int(low, "tokens(low, ...)"), _int(high, "tokens(..., high)"), _int(length, "tokens length")
+    if low < 0 or low > high or length < 1:
+        raise MitestError(
+            f"tokens(low, high, length) needs 0 <= low <= high and length >= 1, got {low}, {high}, {length}"
+        )
     if distinct and length > high - low + 1:
         raise MitestError(f"cannot draw {length} distinct tokens from {high - low + 1} ids ({low}..{high})")
     return Slot("tokens", low=low, high=high, length=length, distinct=distinct)
@@ -104,15 +116,20 @@ class Family:
         tokenizer: Any = None,
         group_by: str | None = None,
     ) -> None:
+        if not isinstance(name, str) or not name:
+            raise MitestError(f"a family needs a name (a non-empty str), got {name!r}")
         self.name = name
-        self.slots = dict(slots)
+        self.slots = {slot_name: _slot(slot_name, slot) for slot_name, slot in dict(slots).items()}
+        if not callable(build):
+            raise MitestError(f"family {name!r}: build must be a function of the filled slots returning an Example")
         self.build = build
         self.apart = tuple(tuple(group) for group in apart)
         self.tokenizer = tokenizer
         self.group_by = group_by
-        for name_ in [n for group in self.apart for n in group] + ([group_by] if group_by else []):
-            if name_ not in self.slots:
-                raise MitestError(f"family {self.name!r} has no slot {name_!r}; slots: {', '.join(self.slots)}")
+        self.identity = ""  # what else tells this family apart (template() adds its text and answers)
+        for named in [n for group in self.apart for n in group] + ([group_by] if group_by else []):
+            if named not in self.slots:
+                raise MitestError(f"family {self.name!r} has no slot {named!r}; slots: {', '.join(self.slots)}")
 
     def strategy(self) -> st.SearchStrategy[Prompts]:
         """A Hypothesis strategy of one-prompt ``mt.Prompts`` (answer, wrong answer, corrupted twin)."""
@@ -120,23 +137,38 @@ class Family:
         @st.composite
         def one(draw: st.DrawFn) -> Prompts:
             filled = self._fill(_Drawn(draw))
-            return self._prompts([self.build(filled)], groups=None)
+            return self._prompts([self._example(filled)], groups=None)
 
         return one()
 
     def sample(self, n: int, *, seed: int = 0) -> Prompts:
         """``n`` prompts drawn with a seeded generator (the same ``seed`` gives the same prompts)."""
-        if not isinstance(n, int) or n < 1:
+        if _int(n, "sample(n)") < 1:
             raise MitestError(f"sample(n) needs a positive int, got {n!r}")
-        chooser = _Seeded(np.random.default_rng(seed))
-        filled = [self._fill(chooser) for _ in range(n)]
+        if _int(seed, "sample seed") < 0:
+            raise MitestError(f"sample seed must be a non-negative int, got {seed!r}")
+        chooser = _Seeded(np.random.default_rng(int(seed)))
+        filled = [self._fill(chooser) for _ in range(int(n))]
         groups = None if self.group_by is None else [str(f[self.group_by]) for f in filled]
-        return self._prompts([self.build(f) for f in filled], groups=groups)
+        return self._prompts([self._example(f) for f in filled], groups=groups)
 
     def key(self) -> str:
-        """A stable identity: the name, the slots and the build function's source."""
-        parts = [self.name, repr(sorted(self.slots.items())), repr(self.apart), _source(self.build)]
+        """A stable identity: the name, the slots, ``apart`` and the build function's source.
+
+        Values a build function reads from its closure (a constant defined elsewhere) are not part
+        of it: change the family's name when such a value changes.
+        """
+        parts = [self.name, repr(sorted(self.slots.items())), repr(self.apart), source_key(self.build), self.identity]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+    def _example(self, filled: Mapping[str, Any]) -> Example:
+        example = self.build(filled)
+        if not isinstance(example, Example):
+            raise MitestError(
+                f"family {self.name!r}: build returned {type(example).__name__}; return "
+                "mt.strategies.Example(prompt, answer, wrong, corrupted)"
+            )
+        return example
 
     def describe(self, prompts: Prompts, row: int = 0) -> str:
         """One prompt as text (or token ids), with its answer, wrong answer and corrupted twin."""
@@ -197,25 +229,33 @@ def template(
 ) -> Family:
     """A text family: ``text`` with ``{slot}`` fields (format specs allowed, ``{year:02d}``).
 
-    ``answer`` and ``wrong`` are a slot name (its value, as text) or a function of the filled slots.
-    ``corrupt`` says how the counterfactual twin differs: ``{"place": "other_place"}`` puts the value
-    of slot ``other_place`` (list both in ``apart`` so they differ) where ``place`` was, and
-    ``{"year": 1}`` puts a fixed value. Every prompt and its twin must tokenize to the same length.
+    ``answer`` and ``wrong`` are a slot name (its value, formatted as in the template) or a function
+    of the filled slots. Mind the tokenizer: after "to", a BPE tokenizer's next token is usually
+    " Mary" with its space, so write ``answer=lambda slots: " " + slots["name"]``.
+    ``corrupt`` says how the counterfactual twin differs, usually in one slot: ``{"place":
+    "other_place"}`` puts the value of slot ``other_place`` where ``place`` was (the two must be
+    listed together in ``apart``, so they always differ), and ``{"year": 1}`` puts a fixed value the
+    slot never takes. Every prompt and its twin must tokenize to the same length.
     """
-    fields = {field for _, field, _, _ in string.Formatter().parse(text) if field}
-    filled_slots = {name: slot if isinstance(slot, Slot) else choice(*slot) for name, slot in slots.items()}
-    missing = sorted(fields - set(filled_slots))
+    parsed = [(field, spec) for _, field, spec, _ in string.Formatter().parse(text) if field is not None]
+    if any(not field or field.isdigit() for field, _ in parsed):
+        raise MitestError(f"template {text!r} has a positional field ({{}} or {{0}}); name every field after a slot")
+    formats = dict(parsed)
+    filled_slots = {slot_name: _slot(slot_name, slot) for slot_name, slot in slots.items()}
+    missing = sorted(set(formats) - set(filled_slots))
     if missing:
         raise MitestError(f"template field {{{missing[0]}}} has no slot; slots: {', '.join(filled_slots)}")
     swaps = dict(corrupt or {})
-    for field in swaps:
-        if field not in fields:
-            raise MitestError(f"corrupt names {field!r}, which is not a field of the template {text!r}")
+    for field, value in swaps.items():
+        _check_swap(field, value, formats, filled_slots, apart, text)
+    for spec in (answer, wrong):
+        if isinstance(spec, str) and spec not in filled_slots:
+            raise MitestError(f"answer/wrong {spec!r} is not a slot; name a slot or pass a function of the slots")
 
     def pick(spec: Any, filled: Mapping[str, Any]) -> Any:
         if callable(spec):
             return spec(filled)
-        return None if spec is None else str(filled[spec])
+        return None if spec is None else format(filled[spec], formats.get(spec, ""))
 
     def build(filled: Mapping[str, Any]) -> Example:
         twin = None
@@ -224,10 +264,43 @@ def template(
             twin = text.format(**{**filled, **changed})
         return Example(text.format(**filled), pick(answer, filled), pick(wrong, filled), twin)
 
-    for spec in (answer, wrong):
-        if isinstance(spec, str) and spec not in filled_slots:
-            raise MitestError(f"answer/wrong {spec!r} is not a slot; name a slot or pass a function of the slots")
-    return Family(name or text, filled_slots, build, apart=apart, tokenizer=tokenizer, group_by=group_by)
+    identity = "|".join(
+        [text, *(source_key(s) if callable(s) else repr(s) for s in (answer, wrong)), repr(sorted(swaps.items()))]
+    )
+    family = Family(name or text, filled_slots, build, apart=apart, tokenizer=tokenizer, group_by=group_by)
+    family.identity = identity + "|" + _tokenizer_key(tokenizer)
+    return family
+
+
+def _check_swap(
+    field: str,
+    value: Any,
+    formats: Mapping[str, str],
+    slots: Mapping[str, Slot],
+    apart: Sequence[Sequence[str]],
+    text: str,
+) -> None:
+    """A counterfactual must differ from its prompt: a swapped-in slot is kept apart, a fixed value is never drawn."""
+    if field not in formats:
+        raise MitestError(f"corrupt names {field!r}, which is not a field of the template {text!r}")
+    slot = slots[field]
+    if isinstance(value, str) and value in slots:
+        if not any(field in group and value in group for group in apart):
+            raise MitestError(
+                f"corrupt puts slot {value!r} where {field!r} was, but the two may draw the same value; "
+                f"list them together in apart=[({field!r}, {value!r})]"
+            )
+    elif (slot.kind == "choice" and value in slot.values) or (
+        slot.kind == "number" and isinstance(value, Integral) and slot.low <= value <= slot.high
+    ):
+        raise MitestError(f"corrupt puts {value!r} in slot {field!r}, which the slot can also draw; pick another value")
+
+
+def _tokenizer_key(tokenizer: Any) -> str:
+    if tokenizer is None:
+        return "no tokenizer"
+    vocab = getattr(tokenizer, "vocab_size", None)
+    return f"{type(tokenizer).__name__}:{getattr(tokenizer, 'name_or_path', '')}:{vocab}"
 
 
 # -- the zoo's tasks ----------------------------------------------------------------------------
@@ -295,7 +368,12 @@ class _Chooser(ABC):
                 raise MitestError(f"slot {name!r}: every value is taken by slots it must differ from")
             return self.one(values)
         if slot.kind == "number":
-            return self.integer(slot.low, slot.high)
+            if not taken:
+                return self.integer(slot.low, slot.high)
+            values = [v for v in range(slot.low, slot.high + 1) if v not in taken]
+            if not values:
+                raise MitestError(f"slot {name!r}: every number is taken by slots it must differ from")
+            return self.one(values)
         avoid = {t for value in taken if isinstance(value, tuple) for t in value}
         pool = [t for t in range(slot.low, slot.high + 1) if t not in avoid]
         if slot.distinct and len(pool) < slot.length:
@@ -347,8 +425,23 @@ class _Seeded(_Chooser):
         return [int(t) for t in self.rng.choice(pool, size=k, replace=not distinct)]
 
 
-def _source(fn: Callable) -> str:
+def source_key(fn: Callable) -> str:
+    """A stable text naming a function by its source: partials by their function and arguments,
+    callable objects by their class. Never an address, so keys agree across runs and machines."""
+    if isinstance(fn, functools.partial):
+        return f"partial({source_key(fn.func)}, {fn.args!r}, {sorted(fn.keywords.items())!r})"
+    target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else type(fn)
     try:
-        return inspect.getsource(fn)
+        return inspect.getsource(target)
     except (OSError, TypeError):
-        return getattr(fn, "__qualname__", repr(fn))
+        return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', type(target).__name__)}"
+
+
+def _slot(name: str, slot: Any) -> Slot:
+    if isinstance(slot, Slot):
+        if slot.kind not in ("choice", "number", "tokens"):
+            raise MitestError(f"slot {name!r} has unknown kind {slot.kind!r}; build slots with choice/numbers/tokens")
+        return slot
+    if isinstance(slot, (list, tuple)):
+        return choice(*slot)
+    raise MitestError(f"slot {name!r} must be a list of values or mt.strategies.choice/numbers/tokens, got {slot!r}")

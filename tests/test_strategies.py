@@ -235,3 +235,127 @@ def test_short(prompt):
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*prompt=Prompts(n=1, prompt=[64, 0, 1, 2, 3, 4, 5, 6, 7, 8*, answer=8*"])
+
+
+def test_an_explicit_hypothesis_profile_wins_over_the_ci_profile(pytester, monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    hypothesis_settings.register_profile("mitest-thorough", max_examples=321)
+    pytester.makepyfile(
+        test_inner_chosen="""
+from hypothesis import settings
+
+def test_profile():
+    assert settings.get_current_profile_name() == "mitest-thorough" and settings.default.max_examples == 321
+"""
+    )
+    pytester.runpytest("-p", "no:cacheprovider", "--hypothesis-profile", "mitest-thorough").assert_outcomes(passed=1)
+
+
+# -- review regressions --------------------------------------------------------------------------------
+
+
+def _holds(prompt, threshold=0):
+    return int(prompt.answers[0]) >= threshold
+
+
+class _AtLeast:
+    def __call__(self, prompt):
+        return int(prompt.answers[0]) >= 0
+
+
+def test_keys_name_functions_by_source_never_by_address(years_tokenizer):
+    import functools
+    import re
+
+    for fn in (functools.partial(_holds, threshold=1), _AtLeast()):
+        family = mt.strategies.Family("f", {"t": mt.strategies.tokens(0, 9, 2)}, fn)
+        assert not re.search(r"0x[0-9a-f]+", mt.strategies.source_key(fn))
+        assert family.key() == mt.strategies.Family("f", {"t": mt.strategies.tokens(0, 9, 2)}, fn).key()
+
+    def years(**kwargs):
+        return mt.strategies.template(
+            "The war lasted from the year 17 {year:02d}",
+            {"year": mt.strategies.numbers(10, 20)},
+            tokenizer=years_tokenizer,
+            **kwargs,
+        )
+
+    assert years(answer="year").key() != years(answer=lambda slots: f"{slots['year'] + 1:02d}").key()
+    assert years(answer="year", corrupt={"year": 1}).key() != years(answer="year", corrupt={"year": 2}).key()
+    prompts = years(answer="year").sample(5)  # the answer is formatted like the field: "05", not "5"
+    assert torch.equal(prompts.answers, prompts.ids[:, -1])
+
+
+def test_apart_slots_never_share_a_number():
+    family = mt.strategies.Family(
+        "pairs",
+        {"a": mt.strategies.numbers(0, 2), "b": mt.strategies.numbers(0, 2)},
+        lambda slots: mt.strategies.Example([slots["a"] + 1, slots["b"] + 1]),
+        apart=[("a", "b")],
+    )
+    prompts = family.sample(60, seed=1)
+    assert (prompts.ids[:, 0] != prompts.ids[:, 1]).all()
+
+
+@pytest.mark.parametrize(
+    ("slots", "build", "message"),
+    [
+        ({"w": "word"}, None, "must be a list of values"),
+        ({"w": mt.strategies.Slot("bogus")}, None, "unknown kind 'bogus'"),
+        ({"w": ["a"]}, lambda slots: ([1], 1), "build returned tuple"),
+    ],
+)
+def test_family_mistakes_are_explained(slots, build, message):
+    with pytest.raises(mt.MitestError, match=message):
+        mt.strategies.Family("bad", slots, build or (lambda s: mt.strategies.Example([1]))).sample(2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"text": "The {} lasted"}, "positional field"),
+        ({"corrupt": {"noun": "other"}, "apart": ()}, "list them together in apart"),
+        ({"corrupt": {"noun": "war"}}, "which the slot can also draw"),
+    ],
+)
+def test_counterfactuals_that_could_equal_the_prompt_are_refused(years_tokenizer, kwargs, message):
+    arguments = {"text": "The {noun} {other} lasted", **kwargs}
+    with pytest.raises(mt.MitestError, match=message):
+        mt.strategies.template(
+            arguments.pop("text"),
+            {"noun": ["war", "deal"], "other": ["war", "deal"]},
+            tokenizer=years_tokenizer,
+            answer="noun",
+            **arguments,
+        )
+
+
+def test_claims_inside_a_property_are_not_the_suites_claims(pytester, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makepyfile(
+        test_inner_nested="""
+import pytest
+import mitest as mt
+
+def test_nested(mi):
+    def effect_is_positive(prompt):
+        effect = mt.Effect.from_values([0.0, 0.0, 0.0], [1.0, 1.2, 0.9])
+        return effect.expect_increase(at_least=0.5, alpha=0.2).holds
+    mt.expect_for_all(mt.strategies.induction(), effect_is_positive, examples=10)
+
+def test_inconclusive_is_not_a_counterexample(mi):
+    def undecided(prompt):
+        mt.Effect.from_values([0.0, 0.0, 0.0], [1.0, -1.0, 0.1]).expect_increase(at_least=0.5)
+        return True
+    with pytest.raises(mt.MitestError, match="INCONCLUSIVE: that is not a counterexample"):
+        mt.expect_for_all(mt.strategies.induction(), undecided, examples=3)
+"""
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
+    claims = json.loads((pytester.path / "reports" / "run.json").read_text())["claims"]
+    assert [claim["metric"] for claim in claims] == ["property"]
+
+
+def test_a_zero_dimensional_tensor_is_a_verdict():
+    verdict = mt.expect_for_all(NEXT_TOKEN, lambda prompt: prompt.answers[0] >= 0, examples=5)
+    assert verdict.holds and verdict.n == 5

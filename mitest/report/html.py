@@ -66,7 +66,8 @@ def _claim_row(claim: dict) -> str:
         f'<td>{html.escape(claim["claim"])}<div class="small">{html.escape(claim["test"])} · '
         f"{html.escape(claim['metric'])} · n={claim['n']}</div>{notes}</td>"
         f"<td>{_forest(claim, color)}</td><td>{_strip(values, color)}</td>"
-        f"<td>{float(claim['pvalue']):.2g}</td><td>{base_text}</td></tr>"
+        f"<td>{'searched' if claim.get('metric') == 'property' else format(float(claim['pvalue']), '.2g')}</td>"
+        f"<td>{base_text}</td></tr>"
     )
 
 

@@ -41,12 +41,19 @@ def _row(claim: dict) -> str:
         _escape(claim["claim"]) + notes,
         f"`{_escape(claim['test'])}`",
         f"{float(claim['estimate']):.4g}",
-        f"[{float(claim['low']):.4g}, {float(claim['high']):.4g}]",
+        _interval(claim),
         f"{float(claim['threshold']):.4g}",
-        f"{float(claim['pvalue']):.2g}",
+        "searched" if claim.get("metric") == "property" else f"{float(claim['pvalue']):.2g}",
         status + (f": {_escape(baseline.get('message', ''))}" if status == "regressed" else ""),
     ]
     return "| " + " | ".join(cells) + " |\n"
+
+
+def _interval(claim: dict) -> str:
+    """The CI cell; a searched property has no interval, only how many prompts it was tried on."""
+    if claim.get("metric") == "property":
+        return f"{claim['n']} prompts tried"
+    return f"[{float(claim['low']):.4g}, {float(claim['high']):.4g}]"
 
 
 def _undecided_count(summary: dict) -> str:
