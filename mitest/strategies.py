@@ -297,10 +297,12 @@ def _check_swap(
 
 
 def _tokenizer_key(tokenizer: Any) -> str:
+    """The tokenizer by its vocabulary (not by the path it was loaded from, which differs per machine)."""
     if tokenizer is None:
         return "no tokenizer"
-    vocab = getattr(tokenizer, "vocab_size", None)
-    return f"{type(tokenizer).__name__}:{getattr(tokenizer, 'name_or_path', '')}:{vocab}"
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    digest = hashlib.sha256(repr(sorted(vocab.items())).encode()).hexdigest()[:16]
+    return f"{type(tokenizer).__name__}:{len(vocab)}:{digest}"
 
 
 # -- the zoo's tasks ----------------------------------------------------------------------------

@@ -359,3 +359,15 @@ def test_inconclusive_is_not_a_counterexample(mi):
 def test_a_zero_dimensional_tensor_is_a_verdict():
     verdict = mt.expect_for_all(NEXT_TOKEN, lambda prompt: prompt.answers[0] >= 0, examples=5)
     assert verdict.holds and verdict.n == 5
+
+
+def test_a_family_key_does_not_depend_on_where_the_tokenizer_was_loaded_from(tmp_path, years_tokenizer):
+    years_tokenizer.save_pretrained(tmp_path / "a")
+    years_tokenizer.save_pretrained(tmp_path / "b")
+    import transformers
+
+    keys = {
+        mt.strategies.greater_than(transformers.AutoTokenizer.from_pretrained(tmp_path / where)).key()
+        for where in ("a", "b")
+    }
+    assert len(keys) == 1 and keys == {mt.strategies.greater_than(years_tokenizer).key()}
