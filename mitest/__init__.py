@@ -41,6 +41,7 @@ _EXPORTS = {
     "PositionsError": "mitest.errors",
     "PromptsError": "mitest.errors",
     "SiteError": "mitest.errors",
+    "WriteError": "mitest.errors",
     "Ablate": "mitest.interventions",
     "Combined": "mitest.interventions",
     "Intervention": "mitest.interventions",

@@ -40,6 +40,11 @@ class ModelLoadError(MitestError, OSError):
     """A model directory is missing files or holds something mitest will not load."""
 
 
+class WriteError(MitestError, OSError):
+    """A baseline or report file cannot be written: an unwritable folder, a file where a folder belongs, a
+    folder where a file belongs, a full disk. Nothing was changed and no temporary file is left."""
+
+
 class HookNotFiredError(MitestError, RuntimeError):
     """A hook was installed but the model's forward pass never reached it."""
 
