@@ -1,7 +1,7 @@
 """One result schema, many renderers: JSON (the record), Markdown, HTML and per-prompt CSV.
 
 A run is a plain dict (``build_run``); every renderer reads only that dict, so ``mitest report
-RUN.json`` re-renders any earlier run. All files are written atomically.
+RUN.json`` re-renders any earlier run. The four files are written all-or-nothing, as one write.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_text
+from ..atomic import write_files
 from ..errors import MitestError
 
 SCHEMA, VERSION = "mitest.run", 1
@@ -86,8 +86,9 @@ def load_run(path: str | Path) -> dict:
 def write_reports(run: dict, directory: str | Path) -> list[Path]:
     """Write run.json, summary.md, report.html and per_prompt.csv into ``directory``.
 
-    Every file is rendered before any is written, so a run that cannot be rendered leaves the
-    folder's earlier reports as they were.
+    Every file is rendered before any is written, and all four are one all-or-nothing write (which
+    first finishes or undoes a write interrupted earlier in ``directory``), so the folder holds
+    either the earlier reports or these. Raises :class:`~mitest.WriteError` when it cannot.
     """
     from .html import render_html
     from .markdown import render_markdown
@@ -100,7 +101,7 @@ def write_reports(run: dict, directory: str | Path) -> list[Path]:
         "report.html": render_html(run),
         "per_prompt.csv": per_prompt_csv(run),
     }
-    return [write_text(directory / name, text) for name, text in texts.items()]
+    return write_files({directory / name: text for name, text in texts.items()})
 
 
 # -- checking a run read from disk ---------------------------------------------------------------
