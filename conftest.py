@@ -1,13 +1,15 @@
 """Fixtures for the hypothesis suites in hypotheses/: zoo models and their prompt sets (session scope).
 
-``--model`` swaps the model the induction suites run against: a zoo name (``induction-early``, the
-checkpoint taken before the induction heads formed) or a local model directory (a new release).
+The models under test come from ``mi.model(NAME, default=...)``, so ``--mitest-model NAME=PATH``
+points a suite at a candidate checkpoint (a model directory, or a zoo name such as
+``induction-early``, the checkpoint taken before the induction heads formed):
+
+    python -m pytest hypotheses --mitest-model induction=path/to/candidate
+
 Baselines then gate it: every claim that held on the reference model must still hold.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -15,28 +17,10 @@ import mitest as mt
 from mitest.zoo import induction
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--model",
-        default="induction",
-        help="model for the induction suites: a mitest zoo name or a local model directory (default: induction)",
-    )
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    name = config.getoption("--model")
-    if name not in mt.zoo.names() and not (Path(name) / "config.json").is_file():
-        raise pytest.UsageError(
-            f"--model {name!r} is neither a zoo model ({', '.join(mt.zoo.names())}) nor a directory "
-            "holding config.json and safetensors weights"
-        )
-
-
 @pytest.fixture(scope="session")
-def induction_model(request: pytest.FixtureRequest) -> mt.Model:
-    """The 2-layer attention-only induction model (``mt.zoo.load('induction')``), or ``--model``."""
-    name = request.config.getoption("--model")
-    return mt.zoo.load(name).model if name in mt.zoo.names() else mt.Model.load(name)
+def induction_model(mi) -> mt.Model:
+    """The 2-layer attention-only induction model (zoo ``induction``), or ``--mitest-model induction=PATH``."""
+    return mi.model("induction", default="induction")
 
 
 @pytest.fixture(scope="session")
@@ -52,9 +36,10 @@ def next_token() -> mt.Prompts:
 
 
 @pytest.fixture(scope="session")
-def greater_than_model() -> mt.Model:
-    """The 2-layer GPT-2 trained on the greater-than task (``mt.zoo.load('greater-than')``)."""
-    return mt.zoo.load("greater-than").model
+def greater_than_model(mi) -> mt.Model:
+    """The 2-layer GPT-2 trained on the greater-than task (zoo ``greater-than``), or
+    ``--mitest-model greater-than=PATH``."""
+    return mi.model("greater-than", default="greater-than")
 
 
 @pytest.fixture(scope="session")
@@ -68,10 +53,10 @@ def years(greater_than_model: mt.Model) -> mt.Prompts:
 @pytest.fixture(scope="session")
 def later_year(greater_than_model: mt.Model, years: mt.Prompts) -> mt.Site:
     """A "later start year" direction in layer 0's attention output at the last position: the mean
-    output for prompts whose start year is 50 or later minus the mean for those before 50."""
+    output for prompts whose start year is 50 or later minus the mean for those before 50. It is
+    computed from the model under test, so a new release gets its own direction; the baseline
+    records it and reports how far it moved."""
     from mitest.zoo.greater_than import start_years
 
     site = mt.site("blocks.0.hook_attn_out").at("last")
-    outputs = mt.activations(greater_than_model, years, site)
-    late = start_years(years) >= 50
-    return mt.direction(site, outputs[late].mean(0) - outputs[~late].mean(0))
+    return mt.mean_difference(greater_than_model, years, site, start_years(years) >= 50)

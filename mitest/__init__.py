@@ -68,6 +68,7 @@ _EXPORTS = {
     "Sites": "mitest.sites",
     "attn": "mitest.sites",
     "direction": "mitest.sites",
+    "mean_difference": "mitest.directions",
     "head": "mitest.sites",
     "heads": "mitest.sites",
     "mlp": "mitest.sites",

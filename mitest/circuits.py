@@ -64,6 +64,7 @@ from .positions import ALL
 from .prompts import Prompts
 from .run import measure
 from .sites import Site, as_sites, head, mlp
+from .spec import identity
 from .verdict import Verdict
 
 ABLATIONS = ("mean", "zero", "resample", "corrupted")
@@ -190,7 +191,7 @@ class CircuitTest:
             "ablation": ablation,
             "seed": seed,
         }
-        self.key = _digest(spec)
+        self.key, parameters, derived = identity(spec)
         everything = self._measure(self._all)
         self._warn_unchanged(everything)
         self._measured: dict[frozenset[int], np.ndarray] = {
@@ -204,7 +205,12 @@ class CircuitTest:
             groups=prompts.groups,
             intervention=spec,
             metric=everything.metric,
-            identity={**everything.identity, "intervention": f"circuit:{self.key}"},
+            identity={
+                **everything.identity,
+                "intervention": f"circuit:{self.key}",
+                "parameters": {f"circuit.{path}": value for path, value in parameters.items()},
+                "derived": derived,
+            },
         )
 
     @property
@@ -378,8 +384,8 @@ class CircuitTest:
 
     def _claim_effect(self, kind: str, intervened: np.ndarray, **sampling: int) -> Effect:
         """The circuit's Effect with ``intervened`` values and an identity naming the claim ``kind``."""
-        identity = {**self.effect.identity, "intervention": f"circuit-{kind}:{_digest([self.key, sampling])}"}
-        return replace(self.effect, intervened=intervened, identity=identity)
+        claim = {**self.effect.identity, "intervention": f"circuit-{kind}:{_digest([self.key, sampling])}"}
+        return replace(self.effect, intervened=intervened, identity=claim)
 
     def _without(self, knocked: frozenset[int]) -> np.ndarray:
         """Per-prompt metric with the components ``knocked`` knocked out (each set is measured once)."""

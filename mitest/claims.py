@@ -182,6 +182,7 @@ class Effect:
             gap=within - abs(estimate),  # the nearer margin decides equivalence
             worst=[(int(i), float(self.delta[i])) for i in worst],
             per_prompt=-np.abs(self.delta),
+            kind="equivalence",
         )
 
     def expect_recovery(self, at_least: float, *, alpha: float | None = None) -> Verdict:
@@ -329,6 +330,7 @@ class Effect:
         per_prompt: np.ndarray,
         test: str | None = None,
         notes: Sequence[str] = (),
+        kind: str = "effect",
     ) -> Verdict:
         """Decide from the p-values; ``spread`` holds the test's units in the estimate's scale and
         ``gap`` the distance between the estimate and the boundary the test must resolve."""
@@ -359,6 +361,7 @@ class Effect:
             n_needed=stats.units_needed(gap, sd, alpha) if gap > 0 else None,
             worst=tuple(worst),
             notes=(*self.notes, *notes),
+            kind=kind,
         )
         if listeners:  # the innermost running test owns the claim (pytester nests sessions)
             listeners[-1](verdict, self, per_prompt)

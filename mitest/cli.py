@@ -31,11 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("old", type=Path)
     compare.add_argument("new", type=Path)
     compare.add_argument("--margin", type=float, default=0.2, help="allowed relative drop of an effect (default 0.2)")
+    compare.add_argument("--gate", choices=("evidence", "prove"), default="evidence", help="the gate (docs/gating.md)")
     options = parser.parse_args(args)
     try:
         if options.command == "report":
             return _report(options.run, options.out)
-        return _compare(options.old, options.new, options.margin)
+        return _compare(options.old, options.new, options.margin, options.gate)
     except ValueError as error:  # ReportError and BaselineError are ValueErrors with readable messages
         print(f"mitest: {error}", file=sys.stderr)
         return 2
@@ -55,16 +56,16 @@ def _report(path: Path, out: Path | None) -> int:
     return 0
 
 
-def _compare(old_path: Path, new_path: Path, margin: float) -> int:
+def _compare(old_path: Path, new_path: Path, margin: float, gate: str) -> int:
     from . import baseline
     from .report import load_run
 
-    old = {(c["test"], c["index"]): c for c in load_run(old_path)["claims"]}
+    old = {c["key"]: c for c in load_run(old_path)["claims"]}
     regressed = 0
     for claim in load_run(new_path)["claims"]:
-        before = old.get((claim["test"], claim["index"]))
+        before = old.get(claim["key"])
         result = baseline.compare(
-            None if before is None else baseline.entry(before), claim, margin=margin, alpha=claim["alpha"]
+            None if before is None else baseline.entry(before), claim, margin=margin, alpha=claim["alpha"], gate=gate
         )
         regressed += result["status"] == "regressed"
         print(f"{result['status']:<10} {claim['outcome']:<13} {claim['claim']}  [{claim['test']}]")

@@ -2,17 +2,20 @@
 policy, baseline gating, reports and the terminal summary.
 
 Registered through the ``pytest11`` entry point. Importing it imports neither torch nor
-transformers; the claims layer is imported only when a test decides a claim.
+transformers; the claims layer is imported only when a test decides a claim, and the baseline
+side (:mod:`mitest.gating`) when a claim is compared or the session ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,8 @@ import pytest
 
 CLAIMS = "mitest_claims"  # key of the claim records in each report's user_properties
 UNDECIDED = "mitest_undecided"  # key of the baseline claims a failing test no longer decided
+TEST = "mitest_test"  # key of a test's module and name (for stale baseline entries)
+MODELS = "mitest_models"  # key of the models under test a worker loaded so far
 POLICIES = ("fail", "xfail", "warn")
 
 
@@ -46,16 +51,26 @@ class Options:
     update_baseline: bool
     profile: str
     margin: float
+    gate: str
+    max_bytes: int
+    models: dict[str, str]
 
 
 @dataclass
 class State:
     options: Options
+    gate: Any  # mitest.gating.Gate
+    candidates: Any  # mitest.candidates.Candidates
     records: list[dict[str, Any]] = field(default_factory=list)
     undecided: list[dict[str, Any]] = field(default_factory=list)  # held in the baseline, not decided now
-    baselines: dict[Path, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    tests: dict[str, dict[str, Any]] = field(default_factory=dict)  # node id -> key prefix, module, whole, passed
+    models: dict[str, dict[str, str]] = field(default_factory=dict)  # models under test, merged from workers
+    stale: list[dict[str, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # files the run could not write, unused candidates
     report_files: list[Path] = field(default_factory=list)
     claim_suite: bool = False
+    partial: set[Path] = field(default_factory=set)  # modules with deselected tests
+    naming: list[str] = field(default_factory=list)  # the names of the enclosing mi.claim() blocks
 
 
 STATE = pytest.StashKey[State]()
@@ -78,7 +93,17 @@ _SETTINGS = [
     ),
     ("profile", "mitest_profile", str, "", "default or ci (ci is used when the CI environment variable is set)"),
     ("margin", "mitest_margin", float, 0.2, "allowed relative drop of an effect against its baseline (default 0.2)"),
+    (
+        "gate",
+        "mitest_gate",
+        str,
+        "evidence",
+        "evidence (default: fail a claim when it stopped holding or the data show its effect fell by more than "
+        "the margin) or prove (also fail when the data cannot show it fell by less)",
+    ),
+    ("baseline-max-mb", "mitest_baseline_max_mb", float, 64.0, "largest baseline file read, in MiB (default 64)"),
 ]
+GATES = ("evidence", "prove")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -91,6 +116,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             parser.addini(ini, text, default=str(default))
     group.addoption(
         "--mitest-update-baseline", action="store_true", default=False, help="rewrite the baselines from this run"
+    )
+    group.addoption(
+        "--mitest-model",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        dest="mitest_model",
+        help="the model that mi.model(NAME, ...) returns: a saved model directory or a zoo name (repeatable)",
     )
 
 
@@ -119,6 +152,16 @@ def _resolve(config: pytest.Config) -> Options:
         raise pytest.UsageError(f"--mitest-margin must be a finite number >= 0, got {values['margin']}")
     if values["n"] < 1:
         raise pytest.UsageError(f"--mitest-n must be at least 1, got {values['n']}")
+    if not (math.isfinite(values["baseline-max-mb"]) and values["baseline-max-mb"] > 0):
+        raise pytest.UsageError(f"--mitest-baseline-max-mb must be a positive number, got {values['baseline-max-mb']}")
+    if values["gate"] not in GATES:
+        raise pytest.UsageError(f"--mitest-gate must be one of {', '.join(GATES)}, got {values['gate']!r}")
+    from mitest.candidates import CandidateError, parse
+
+    try:
+        models = parse(config.getoption("mitest_model") or [], config.invocation_params.dir)
+    except CandidateError as error:
+        raise pytest.UsageError(str(error)) from None
     root = config.rootpath
     return Options(
         alpha=values["alpha"],
@@ -131,6 +174,9 @@ def _resolve(config: pytest.Config) -> Options:
         update_baseline=config.getoption("mitest_update_baseline"),
         profile=profile,
         margin=values["margin"],
+        gate=values["gate"],
+        max_bytes=int(values["baseline-max-mb"] * 2**20),
+        models=models,
     )
 
 
@@ -141,7 +187,19 @@ def pytest_configure(config: pytest.Config) -> None:
         "many claims the test decides (it sizes the Bonferroni family)",
     )
     options = _resolve(config)
-    config.stash[STATE] = State(options)
+    from mitest.candidates import Candidates
+    from mitest.gating import Gate
+
+    gate = Gate(
+        root=config.rootpath,
+        folder=options.baseline_dir,
+        update=options.update_baseline,
+        profile=options.profile,
+        margin=options.margin,
+        gate=options.gate,
+        max_bytes=options.max_bytes,
+    )
+    config.stash[STATE] = State(options, gate, Candidates(options.models, config.rootpath))
     recorder = Recorder(config.stash[STATE], is_worker=hasattr(config, "workerinput"))
     config.pluginmanager.register(recorder, "mitest-recorder")
     from mitest.config import settings
@@ -195,6 +253,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     settings.family_size = max(1, family) if state.options.correction == "bonferroni" else 1
 
 
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Modules with deselected tests are not collected whole: their baseline entries are never stale."""
+    for item in items:
+        state = item.config.stash.get(STATE, None)
+        if state is not None:
+            state.partial.add(Path(str(item.path)))
+
+
+def _whole(item: pytest.Item, state: State) -> bool:
+    """Whether the item's module was collected whole (no -k/-m, no ``file.py::test`` selection of it)."""
+    config = item.config
+    if config.getoption("keyword", "") or config.getoption("markexpr", ""):
+        return False
+    path = Path(str(item.path))
+    if path in state.partial:
+        return False
+    for arg in config.args:
+        where, _, inside = str(arg).partition("::")
+        if inside and (config.invocation_params.dir / where).resolve() == path.resolve():
+            return False
+    return True
+
+
 def _uses_mi(item: pytest.Item) -> bool:
     return "mi" in getattr(item, "fixturenames", ())
 
@@ -214,10 +295,31 @@ class Mi:
     model and prompts reuses them.
     """
 
-    def __init__(self, options: Options) -> None:
-        self.alpha = options.alpha
-        self.seed = options.seed
-        self.n = options.n
+    def __init__(self, state: State) -> None:
+        self.alpha = state.options.alpha
+        self.seed = state.options.seed
+        self.n = state.options.n
+        self._state = state
+
+    def model(self, name: str, default: Any) -> Any:
+        """The model under test called ``name``: the ``--mitest-model NAME=PATH`` candidate when one is
+        given, else ``default`` (a zoo name, a saved model directory relative to the rootdir, or a
+        function returning an ``mt.Model``). Loaded once per session."""
+        return self._state.candidates.model(name, default)
+
+    @contextlib.contextmanager
+    def claim(self, name: str) -> Iterator[None]:
+        """Name the claims decided inside the block, so the baseline matches them by name rather than
+        by their place in the test (adding a claim above them then changes nothing)."""
+        from mitest.errors import MitestError
+
+        if not isinstance(name, str) or not name.strip() or name.strip().isdigit() or "::" in name:
+            raise MitestError(f"mi.claim needs a name with a letter in it and no '::', got {name!r:.80}")
+        self._state.naming.append(name.strip())
+        try:
+            yield
+        finally:
+            self._state.naming.pop()
 
     def measure(self, model: Any, prompts: Any, intervention: Any, metric: Any, **kwargs: Any) -> Any:
         """``mt.measure`` with the session's caches; claims on the result are recorded for reports."""
@@ -234,8 +336,9 @@ class Mi:
 
 @pytest.fixture(scope="session")
 def mi(request: pytest.FixtureRequest) -> Mi:
-    """mitest bound to the session: ``mi.measure(...)``, ``mi.alpha``, ``mi.seed``, ``mi.n``."""
-    return Mi(request.config.stash[STATE].options)
+    """mitest bound to the session: ``mi.measure(...)``, ``mi.model(...)``, ``mi.claim(...)``, ``mi.alpha``,
+    ``mi.seed``, ``mi.n``."""
+    return Mi(request.config.stash[STATE])
 
 
 # Exceptions that end a test without judging its claims; they propagate untouched.
@@ -261,11 +364,20 @@ def pytest_runtest_call(item: pytest.Item):
     marker = item.get_closest_marker("mitest")
     overrides = marker.kwargs if marker else {}
     records: list[dict[str, Any]] = []
+    names: dict[str, int] = {}
     started = time.perf_counter()
 
     def listen(verdict: Any, effect: Any, per_prompt: Any) -> None:
-        records.append(_record(item, len(records), verdict, effect, per_prompt, state.options.seed))
-        records[-1]["seconds"] = round(time.perf_counter() - started, 4)
+        name = state.naming[-1] if state.naming else None
+        if name is None:
+            claim = str(sum(1 for record in records if record["name"] is None))
+        else:
+            names[name] = names.get(name, 0) + 1
+            claim = name if names[name] == 1 else f"{name}#{names[name]}"
+        record = _record(item, len(records), name, verdict, effect, per_prompt, state.options.seed)
+        record["key"] = state.gate.key(item.path, _test_name(item), claim)
+        record["seconds"] = round(time.perf_counter() - started, 4)
+        records.append(record)
 
     listeners.append(listen)
     failure: BaseException | None = None
@@ -279,9 +391,13 @@ def pytest_runtest_call(item: pytest.Item):
     if isinstance(failure, _PASS_THROUGH):  # Ctrl-C, exit, skip, xfail: not a verdict on any claim
         item.user_properties.append((CLAIMS, json.dumps(_json_safe(records), allow_nan=False)))
         raise failure
-    problems = _check_baselines(item, records, state, overrides)
+    margin = float(overrides.get("margin", state.options.margin))
+    problems = state.gate.check(records, item.path, margin)
     if failure is not None:
-        lost = _undecided(item, len(records), failure, state)
+        decided = {record["key"] for record in records}
+        lost = state.gate.undecided(item.path, _test_name(item), decided, type(failure).__name__)
+        for entry in lost:
+            entry["test"] = _test_id(item)
         item.user_properties.append((UNDECIDED, json.dumps(_json_safe(lost), allow_nan=False)))
         problems += [
             f"BASELINE REGRESSION: {entry['claim']}: held in the baseline (estimate {entry['old_estimate']:.4g}); "
@@ -296,7 +412,9 @@ def pytest_runtest_call(item: pytest.Item):
         )
     item.user_properties.append((CLAIMS, json.dumps(_json_safe(records), allow_nan=False)))
     if failure is not None:
-        if type(failure).__name__ == "ClaimInconclusive" and not problems:
+        from mitest.claims import ClaimInconclusive
+
+        if isinstance(failure, ClaimInconclusive) and not problems:
             return _inconclusive(failure, overrides.get("inconclusive", state.options.inconclusive))
         if problems:
             # Same traceback as the failure (ending at the user's line), the regression added to its message.
@@ -307,6 +425,20 @@ def pytest_runtest_call(item: pytest.Item):
     if problems:
         raise BaselineRegression("\n".join(problems))
     return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """Tell the controller each test's module and name (stale entries) and the models loaded so far."""
+    report = yield
+    state = item.config.stash.get(STATE, None)
+    if state is not None and call.when == "setup":
+        whole = _whole(item, state)
+        test = {"file": str(item.path), "test": _test_name(item), "whole": whole}
+        report.user_properties.append((TEST, json.dumps(test)))
+        if state.candidates.loaded:
+            report.user_properties.append((MODELS, json.dumps(state.candidates.record())))
+    return report
 
 
 def _inconclusive(error: BaseException, policy: str) -> None:
@@ -320,10 +452,15 @@ def _inconclusive(error: BaseException, policy: str) -> None:
     raise error
 
 
-def _record(item: pytest.Item, index: int, verdict: Any, effect: Any, per_prompt: Any, seed: int) -> dict:
+def _record(
+    item: pytest.Item, index: int, name: str | None, verdict: Any, effect: Any, per_prompt: Any, seed: int
+) -> dict:
+    from mitest.baseline import definition
+
     identity = dict(effect.identity or {"values": "external", "n": effect.n})
+    derived = identity.pop("derived", None) or {}
     identity.update(claim=verdict.claim, threshold=verdict.threshold, seed=seed)
-    comparable = {key: value for key, value in identity.items() if key not in ("model", "seed")}
+    claim_definition = definition(identity, verdict.claim, verdict.threshold)
     data = verdict.to_dict()
     method = data.pop("test")
     groups = None if effect.groups is None else [str(g) for g in effect.groups]
@@ -332,9 +469,12 @@ def _record(item: pytest.Item, index: int, verdict: Any, effect: Any, per_prompt
         "method": method,
         "test": _test_id(item),
         "index": index,
+        "name": name,
         "identity": identity,
         "id": _digest(identity),
-        "claim_key": _digest(comparable),
+        "claim_key": _digest(claim_definition["parts"]),
+        "definition": claim_definition,
+        "derived": derived,
         "hooks": list(effect.hooks),
         "per_prompt": {
             "clean": effect.clean.tolist(),
@@ -344,6 +484,11 @@ def _record(item: pytest.Item, index: int, verdict: Any, effect: Any, per_prompt
             "claim_value": [float(v) for v in per_prompt],
         },
     }
+
+
+def _test_name(item: pytest.Item) -> str:
+    """The test's name within its module (``Class::test[param]``), without xdist's ``@group`` suffix."""
+    return _test_id(item).split("::", 1)[1]
 
 
 def _test_id(item: pytest.Item) -> str:
@@ -369,87 +514,6 @@ def _digest(data: dict) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _baseline_path(item: pytest.Item, options: Options) -> Path:
-    path = Path(str(item.path))
-    folder = options.baseline_dir or path.parent / "baselines"
-    return folder / f"{path.stem}.json"
-
-
-def _check_baselines(item: pytest.Item, records: list[dict], state: State, overrides: dict) -> list[str]:
-    """Compare each claim with its baseline; returns the messages of claims that must fail the test."""
-    from mitest import baseline
-
-    if not records:
-        return []
-    path = _baseline_path(item, state.options)
-    for record in records:
-        record["baseline_file"] = str(path)
-    if state.options.update_baseline:
-        for record in records:
-            record["baseline"] = {"status": "updated", "message": "baseline rewritten from this run"}
-        return []
-    if path not in state.baselines:
-        try:
-            state.baselines[path] = baseline.load(path)
-        except baseline.BaselineError as error:
-            for record in records:
-                record["baseline"] = {"status": "error", "message": str(error)}
-            return [f"BASELINE ERROR: {error}"]
-    stored = state.baselines[path]
-    problems = []
-    for record in records:
-        key = f"{record['test']}::{record['index']}"
-        comparison = baseline.compare(
-            stored.get(key), record, margin=float(overrides.get("margin", state.options.margin)), alpha=record["alpha"]
-        )
-        record["baseline"] = comparison
-        if comparison["status"] == "regressed":
-            problems.append(f"BASELINE REGRESSION: {record['claim']}: {comparison['message']}")
-        elif comparison["status"] in ("new", "changed") and state.options.profile == "ci":
-            what = "has no baseline" if comparison["status"] == "new" else "changed since its baseline"
-            problems.append(
-                f"NO BASELINE: {record['claim']} {what} in {path}; the ci profile does not write baselines. "
-                "Run the suite with --mitest-update-baseline locally and commit the file."
-            )
-            comparison["message"] += " (ci profile: not written)"
-    return problems
-
-
-def _undecided(item: pytest.Item, decided: int, failure: BaseException, state: State) -> list[dict[str, Any]]:
-    """Claims that held in the baseline but were not decided because the test raised before them."""
-    from mitest import baseline
-
-    if state.options.update_baseline:
-        return []
-    path = _baseline_path(item, state.options)
-    if path not in state.baselines:
-        try:
-            state.baselines[path] = baseline.load(path)
-        except baseline.BaselineError:
-            return []  # reported by _check_baselines when the test decided any claim
-    stored = state.baselines[path]
-    prefix = f"{_test_id(item)}::"
-    lost = [
-        (key, entry)
-        for key, entry in sorted(stored.items())
-        if key.startswith(prefix)
-        and key[len(prefix) :].isdigit()
-        and int(key[len(prefix) :]) >= decided
-        and entry["outcome"] == "HOLDS"
-    ]
-    return [
-        {
-            "test": _test_id(item),
-            "index": int(key[len(prefix) :]),
-            "claim": entry.get("claim", "claim"),
-            "old_estimate": entry["estimate"],
-            "error": type(failure).__name__,
-            "baseline_file": str(path),
-        }
-        for key, entry in lost
-    ]
-
-
 class Recorder:
     """Collects claim records from test reports and writes baselines and reports at the end.
 
@@ -463,76 +527,93 @@ class Recorder:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Take the claim records off the report (so JUnit XML does not carry per-prompt arrays)."""
-        if report.when != "call" or self.is_worker:
+        """Take mitest's data off the report (so JUnit XML does not carry per-prompt arrays)."""
+        if self.is_worker:
             return
         kept = []
         for name, value in getattr(report, "user_properties", ()):
-            if name == CLAIMS:
+            if name == CLAIMS and report.when == "call":
                 self.state.records.extend(json.loads(value))
-            elif name == UNDECIDED:
+            elif name == UNDECIDED and report.when == "call":
                 self.state.undecided.extend(json.loads(value))
-            else:
+            elif name == TEST:
+                test = json.loads(value)
+                prefix = self.state.gate.key(test["file"], test["test"], "").removesuffix("::")
+                self.state.tests[report.nodeid] = {"prefix": prefix, "file": test["file"], "whole": test["whole"]}
+            elif name == MODELS:
+                self.state.models.update(json.loads(value))
+            elif name not in (CLAIMS, UNDECIDED):
                 kept.append((name, value))
         report.user_properties = kept
+        test = self.state.tests.get(report.nodeid)
+        if test is not None:
+            test["passed"] = test.get("passed", True) and not (report.failed or report.skipped)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        """On the controller: write baselines and reports (an interrupted run keeps the old reports)."""
+        """On the controller: write baselines and reports (an interrupted run keeps the old ones)."""
         state = self.state
         if self.is_worker or exitstatus == pytest.ExitCode.INTERRUPTED:
             return
+        state.models.update(state.candidates.record())
+        unused = sorted(set(state.options.models) - set(state.models))
+        for name in unused:
+            state.problems.append(
+                f"--mitest-model {name}={state.options.models[name]} was given, but no test asked for a model called "
+                f"{name!r}: the suite ran its default models. Load it with mi.model({name!r}, default=...) in a "
+                "fixture, or check the name"
+            )
         if not (state.records or state.undecided or state.claim_suite):
+            _fail_on(session, state)
             return  # not a claims run: leave the report folder alone
         state.records.sort(key=lambda r: (r["test"], r["index"]))
-        state.undecided.sort(key=lambda u: (u["test"], u["index"]))
-        _write_baselines(state)
-        if state.options.report_dir is None:
-            return
-        from mitest.report import build_run, write_reports
+        state.undecided.sort(key=lambda u: (u["test"], u["key"]))
+        from mitest.errors import MitestError
 
-        options = state.options
-        run = build_run(
-            state.records,
-            undecided=state.undecided,
-            alpha=options.alpha,
-            correction=options.correction,
-            seed=options.seed,
-            profile=options.profile,
-        )
-        state.report_files = write_reports(run, options.report_dir)
-
-
-def _write_baselines(state: State) -> None:
-    from mitest import baseline
-
-    options = state.options
-    by_file: dict[Path, list[dict]] = {}
-    for record in state.records:
-        status = (record.get("baseline") or {}).get("status")
-        if options.update_baseline or (status == "new" and options.profile != "ci"):
-            by_file.setdefault(Path(record["baseline_file"]), []).append(record)
-    for path, records in by_file.items():
+        decided = {record["key"] for record in state.records} | {entry["key"] for entry in state.undecided}
         try:
-            stored = baseline.load(path)
-        except baseline.BaselineError:
-            if not options.update_baseline:
-                continue
-            stored = {}  # --mitest-update-baseline replaces a broken file
-        for record in records:
-            stored[f"{record['test']}::{record['index']}"] = baseline.entry(record)
-            if record["baseline"]["status"] == "new":
-                record["baseline"] = {"status": "created", "message": f"baseline created in {path}"}
-        baseline.save(path, stored)
+            tests = {test["prefix"]: test for test in state.tests.values()}
+            state.stale = state.gate.stale(tests, decided)
+            state.gate.write(state.records, state.stale)
+        except (MitestError, OSError) as error:
+            state.problems.append(f"baselines not written: {error}")
+        if state.options.report_dir is not None:
+            from mitest.report import build_run, write_reports
+
+            options = state.options
+            run = build_run(
+                state.records,
+                undecided=state.undecided,
+                alpha=options.alpha,
+                correction=options.correction,
+                seed=options.seed,
+                profile=options.profile,
+                gate=options.gate,
+                models=state.models,
+                stale=state.stale,
+                problems=state.problems,
+            )
+            try:
+                state.report_files = write_reports(run, options.report_dir)
+            except (MitestError, OSError) as error:
+                state.problems.append(f"reports not written: {error}")
+        _fail_on(session, state)
+
+
+def _fail_on(session: pytest.Session, state: State) -> None:
+    """A run that could not write its files, or that ignored a candidate model, does not pass."""
+    if state.problems and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash[STATE]
-    if not (state.records or state.undecided):
+    if not (state.records or state.undecided or state.problems or state.stale):
         return
     write = terminalreporter.write_line
     terminalreporter.section("mitest claims")
-    header = f"{'verdict':<13} {'estimate':>10} {'CI':>23} {'threshold':>10}  {'baseline':<10} claim"
-    write(header)
+    if state.records or state.undecided:
+        header = f"{'verdict':<13} {'estimate':>10} {'CI':>23} {'threshold':>10}  {'baseline':<10} claim"
+        write(header)
     for record in state.records:
         base = record.get("baseline") or {}
         delta = ""
@@ -547,5 +628,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         )
     for entry in state.undecided:
         write(f"{'UNDECIDED':<13} {'':>10} {'':>23} {'':>10}  {'regressed':<10} {entry['claim']}  [{entry['test']}]")
+    if state.stale:
+        done = "removed" if state.options.update_baseline else "kept; --mitest-update-baseline removes them"
+        write(f"{len(state.stale)} stale baseline entr{'y' if len(state.stale) == 1 else 'ies'} ({done}):")
+        for entry in state.stale:
+            write(f"  {entry['key']}  [{entry['baseline_file']}]: {entry['reason']}")
+    for problem in state.problems:
+        terminalreporter.write_line(f"mitest error: {problem}", red=True, bold=True)
     if state.report_files:
         write(f"reports: {', '.join(str(path) for path in state.report_files)}")

@@ -139,6 +139,7 @@ def _decide(
         n_needed=None,
         worst=(),
         notes=notes,
+        kind="property",
     )
     if listeners:
         values = np.asarray(held, dtype=float) if held else np.ones(1)

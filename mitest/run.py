@@ -36,6 +36,7 @@ from .positions import ALL, Positions
 from .prompts import Prompts
 from .residual import check_supported, read_stage, reader_sites, write_stage, writers
 from .sites import Site, as_sites
+from .spec import identity
 
 # value(view, batch) -> the replacement for the whole view (only selected entries are used)
 ValueFn = Callable[[torch.Tensor, Prompts], torch.Tensor]
@@ -112,14 +113,30 @@ def effect_of(
         metric=metric.name,
         hooks=tuple({"site": s.site, "fired": s.fired, "changed": s.changed} for s in stats),
         flipped=flipped,
-        identity={
-            "model": engine.model.revision_at(engine.version),
-            "prompts": prompts.fingerprint,
-            "intervention": intervention.key(),
-            "metric": metric.key() if not isinstance(metric, Custom) else f"custom:{metric.name}",
-        },
+        identity=claim_identity(engine.model.revision_at(engine.version), prompts, intervention, metric),
         notes=notes,
     )
+
+
+def claim_identity(revision: str, prompts: Prompts, intervention: Intervention, metric: Metric) -> dict[str, Any]:
+    """What produced an Effect's values: hashes of everything but floats, which are listed as
+    ``parameters`` (compared with a tolerance) and ``derived`` vectors (compared, never matched on)."""
+    intervention_key, parameters, derived = identity(intervention.to_dict())
+    if isinstance(metric, Custom):
+        metric_key, metric_parameters = f"custom:{metric.name}", {}
+    else:
+        metric_key, metric_parameters, _ = identity(metric.to_dict())
+    return {
+        "model": revision,
+        "prompts": prompts.fingerprint,
+        "intervention": intervention_key,
+        "metric": metric_key,
+        "parameters": {
+            **{f"intervention.{path}": value for path, value in parameters.items()},
+            **{f"metric.{path}": value for path, value in metric_parameters.items()},
+        },
+        "derived": derived,
+    }
 
 
 def _input_prompts(intervention: Intervention, prompts: Prompts) -> Prompts:

@@ -24,12 +24,16 @@ HEAD_SITES = ("attn.hook_z", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.
 
 @dataclass(frozen=True)
 class Site(Spec):
-    """One activation site, optionally restricted to components, positions and a direction."""
+    """One activation site, optionally restricted to components, positions and a direction.
+
+    ``derived`` names how a direction was computed from the model under test (see :func:`direction`).
+    """
 
     name: str
     index: tuple[int, ...] | None = None
     positions: Positions = ALL
     direction: tuple[float, ...] | None = None
+    derived: str | None = None
 
     def at(self, positions: Any) -> Site:
         """The same site restricted to ``positions`` (see :func:`mitest.positions.as_positions`)."""
@@ -42,7 +46,7 @@ class Site(Spec):
         if self.positions != ALL:
             text += f"@{self.positions}"
         if self.direction is not None:
-            text += f"·dir({len(self.direction)})"
+            text += f"·dir({self.derived or len(self.direction)})"
         return text
 
 
@@ -118,12 +122,22 @@ def resid(layer: int, where: str = "post") -> Site:
     return Site(f"blocks.{_layer(layer)}.hook_resid_{where}")
 
 
-def direction(at: str | Site, vector: Any) -> Site:
+def direction(at: str | Site, vector: Any, *, derived: str | None = None) -> Site:
     """A direction in the last dimension of a site: the 1-D subspace an intervention acts on.
 
     Ablating it projects the direction out (zero) or sets its coordinate to the mean; steering adds
     ``coef * vector``. The vector is stored as given; projections use its unit length.
+
+    ``derived`` says that the vector was computed from the model under test and names how (for
+    example ``"late minus early years, layer 0 attention output"``). A derived direction is part of
+    a claim's identity by that name, not by its values: a new model release gives a new vector for
+    the same claim, and the baseline records the vector and reports how far it moved (its cosine to
+    the baseline's). Without ``derived`` the values are compared with the baseline's at a relative
+    tolerance of 1e-6, and a vector that differs more makes the claim ``changed``.
+    :func:`mitest.mean_difference` builds derived directions with their recipe.
     """
+    if derived is not None and (not isinstance(derived, str) or not derived.strip()):
+        raise SiteError(f"derived must name how the direction was computed (a non-empty string), got {derived!r:.80}")
     base = at if isinstance(at, Site) else Site(_name(at))
     if isinstance(vector, (str, bytes)):
         raise SiteError(f"direction for {base.name} must be a vector of numbers, got {vector!r:.80}")
@@ -138,7 +152,7 @@ def direction(at: str | Site, vector: Any) -> Site:
     values = array.reshape(-1)
     if values.size == 0 or not np.isfinite(values).all() or not np.abs(values).max() > 0:
         raise SiteError(f"direction for {base.name} must be a non-zero, finite vector")
-    return replace(base, direction=tuple(float(v) for v in values))
+    return replace(base, direction=tuple(float(v) for v in values), derived=derived)
 
 
 def _parse_head(spec: str | tuple[int, int]) -> tuple[int, int]:

@@ -1,4 +1,11 @@
-"""Specs are data: small frozen objects that serialise to plain dicts with a stable hash."""
+"""Specs are data: small frozen objects that serialise to plain dicts.
+
+Two hashes serve two jobs. :meth:`Spec.key` hashes everything, floats included, and identifies a
+spec within one process (caches). :func:`identity` splits a spec's dict into its structure, which
+is hashed into claim identities, and its numbers, which are compared with a tolerance instead: a
+float computed at run time differs in its last bits between CPU kernels, so it must never be hashed
+into anything a baseline is matched by.
+"""
 
 from __future__ import annotations
 
@@ -26,9 +33,51 @@ class Spec:
         return data
 
     def key(self) -> str:
-        """A short hash of ``to_dict()``: equal specs give equal keys on every machine."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """A short hash of ``to_dict()``, floats included: equal specs give equal keys (use it for caches)."""
+        return digest(self.to_dict())
+
+
+def digest(data: Any) -> str:
+    """A short, order-independent hash of JSON-ready data."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def identity(data: Any) -> tuple[str, dict[str, Any], dict[str, list[float]]]:
+    """A spec dict as (hash of its structure, its numbers by path, its model-derived vectors by name).
+
+    The structure is everything but floats (names, indices, methods, seeds, positions); each float or
+    vector of floats becomes a placeholder there and is returned by its path (``coef``,
+    ``direction.direction``) for comparison with a tolerance. A direction marked ``derived`` (computed
+    from the model under test) is keyed by its recipe, and its values are returned separately: they
+    are expected to move between model releases and are compared, never matched on.
+    """
+    parameters: dict[str, Any] = {}
+    derived: dict[str, list[float]] = {}
+    structure = _structure(data, "", parameters, derived)
+    return digest(structure), parameters, derived
+
+
+def _structure(value: Any, path: str, parameters: dict[str, Any], derived: dict[str, list[float]]) -> Any:
+    if isinstance(value, dict):
+        if value.get("derived") is not None and isinstance(value.get("direction"), list):
+            name = f"{value.get('name')}:{value['derived']}"
+            derived[name] = [float(v) for v in value["direction"]]
+            value = {**value, "direction": f"<derived vector of {len(value['direction'])}>"}
+        return {k: _structure(v, f"{path}.{k}" if path else str(k), parameters, derived) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if value and all(_number(v) for v in value) and any(isinstance(v, float) for v in value):
+            parameters[path] = [float(v) for v in value]
+            return f"<vector of {len(value)}>"
+        return [_structure(v, f"{path}.{i}", parameters, derived) for i, v in enumerate(value)]
+    if isinstance(value, float):
+        parameters[path] = value
+        return "<number>"
+    return value
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _plain(value: Any) -> Any:

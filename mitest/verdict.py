@@ -20,7 +20,9 @@ class Verdict:
     (for equivalence, the nearer margin); ``power`` is the power to resolve it at this n, ``mde``
     the smallest such distance detectable with 80% power, and ``n_needed`` the n that would
     resolve the observed gap. ``notes`` are warnings about the data behind the verdict (for example
-    cancellation in a causal scrubbing run), shown in the summary and the reports.
+    cancellation in a causal scrubbing run), shown in the summary and the reports. ``kind`` is
+    ``"equivalence"`` for claims that an effect stays within a margin (two-sided, TOST), ``"property"``
+    for a searched property (its units are the examples tried), else ``"effect"``.
     """
 
     outcome: str
@@ -43,6 +45,7 @@ class Verdict:
     n_needed: int | None
     worst: tuple[tuple[int, float], ...]
     notes: tuple[str, ...] = ()
+    kind: str = "effect"
 
     @property
     def holds(self) -> bool:

@@ -74,7 +74,7 @@ def test_reports_are_written_and_parse(suite):
     _run(suite)
     reports = suite.path / "reports"
     run = json.loads((reports / "run.json").read_text())
-    assert run["schema"] == "mitest.run" and run["version"] == 1
+    assert run["schema"] == "mitest.run" and run["version"] == 2
     assert run["summary"] == {
         "claims": 4,
         "holds": 1,
@@ -82,6 +82,8 @@ def test_reports_are_written_and_parse(suite):
         "inconclusive": 2,
         "undecided": 0,
         "regressions": 0,
+        "stale": 0,
+        "problems": 0,
     }
     claim = next(c for c in run["claims"] if c["test"].endswith("test_refuted"))
     for field in (
@@ -151,7 +153,7 @@ def test_a_baseline_regression_fails_the_right_item(suite):
     (suite.path / "shift.txt").write_text("1.15")  # the new "model release": the effect shrinks but still holds
     result = _run(suite)
     result.assert_outcomes(passed=1, failed=3, warnings=1)
-    result.stdout.fnmatch_lines(["*_ test_holds _*", "*BASELINE REGRESSION*effect fell from 1.5* to 1.2*"])
+    result.stdout.fnmatch_lines(["*_ test_holds _*", "*BASELINE REGRESSION*effect went from 1.5* to 1.2*"])
     run = json.loads((suite.path / "reports" / "run.json").read_text())
     assert run["summary"]["regressions"] == 1
 

@@ -16,7 +16,7 @@ from typing import Any
 from ..atomic import write_files
 from ..errors import MitestError
 
-SCHEMA, VERSION = "mitest.run", 1
+SCHEMA, VERSION = "mitest.run", 2
 
 
 class ReportError(MitestError, ValueError):
@@ -31,10 +31,15 @@ def build_run(
     seed: int,
     profile: str,
     undecided: Sequence[dict[str, Any]] = (),
+    gate: str = "evidence",
+    models: dict[str, dict[str, str]] | None = None,
+    stale: Sequence[dict[str, Any]] = (),
+    problems: Sequence[str] = (),
 ) -> dict:
-    """The run record: settings, a summary, every claim with Holm and BH adjusted p-values, and the
-    ``undecided`` claims: held in the baseline, not decided now because their test raised first
-    (each is a regression)."""
+    """The run record: settings, a summary, every claim with Holm and BH adjusted p-values, the
+    ``undecided`` claims (held in the baseline, not decided now because their test raised first:
+    each is a regression), the models under test, ``stale`` baseline entries and the ``problems``
+    that made the run fail although its claims passed (files not written, unused candidates)."""
     from ..stats import benjamini_hochberg, holm
 
     claims = [dict(claim) for claim in claims]
@@ -47,7 +52,7 @@ def build_run(
         "schema": SCHEMA,
         "version": VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "settings": {"alpha": alpha, "correction": correction, "seed": seed, "profile": profile},
+        "settings": {"alpha": alpha, "correction": correction, "seed": seed, "profile": profile, "gate": gate},
         "summary": {
             "claims": len(claims),
             "holds": outcomes.count("HOLDS"),
@@ -55,9 +60,14 @@ def build_run(
             "inconclusive": outcomes.count("INCONCLUSIVE"),
             "undecided": len(undecided),
             "regressions": regressed + len(undecided),
+            "stale": len(stale),
+            "problems": len(problems),
         },
+        "models": dict(models or {}),
         "claims": claims,
         "undecided": [dict(entry) for entry in undecided],
+        "stale": [dict(entry) for entry in stale],
+        "problems": list(problems),
     }
 
 
@@ -111,13 +121,14 @@ _RUN_FIELDS = {"created": "text", "settings": "object", "summary": "object"}
 _SETTINGS_FIELDS = {"alpha": "finite", "correction": "text", "seed": "integer"}
 _SUMMARY_FIELDS = {name: "integer" for name in ("claims", "holds", "refuted", "inconclusive", "regressions")}
 _CLAIM_FIELDS = {
-    **{name: "text" for name in ("claim", "claim_key", "test", "metric")},
+    **{name: "text" for name in ("claim", "claim_key", "key", "test", "metric")},
     **{name: "number" for name in ("estimate", "low", "high", "threshold", "pvalue")},
     **{name: "finite" for name in ("alpha", "gap")},
     "outcome": "outcome",
     "index": "integer",
     "n": "integer",
     "identity": "object",
+    "definition": "object",
     "per_prompt": "object",
 }
 _UNDECIDED_FIELDS = {"claim": "text", "test": "text", "error": "text", "old_estimate": "number"}
@@ -196,7 +207,10 @@ def _claim_problem(claim: dict, i: int) -> str | None:
     notes = claim.get("notes")
     if notes is not None and (not isinstance(notes, list) or not all(isinstance(note, str) for note in notes)):
         return f"claim {i}: notes is not a list of text"
-    return None
+    from ..baseline import definition_problem
+
+    problem = definition_problem(claim["definition"], claim.get("derived", {}))
+    return f"claim {i} has {problem}" if problem else None
 
 
 def _fields_problem(data: Any, fields: dict[str, str], where: str) -> str | None:

@@ -73,7 +73,7 @@ def _claim_row(claim: dict) -> str:
 
 def _forest(claim: dict, color: str) -> str:
     low, high, estimate, threshold = (float(claim[key]) for key in ("low", "high", "estimate", "threshold"))
-    bounds = [-threshold, threshold] if "±" in claim["claim"] else [threshold]  # equivalence has two margins
+    bounds = [-threshold, threshold] if claim.get("kind") == "equivalence" else [threshold]  # two margins
     finite = [v for v in (low, high, estimate, *bounds) if math.isfinite(v)]
     lo, hi = (min(finite), max(finite)) if finite else (-1.0, 1.0)
     pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0

@@ -1,0 +1,116 @@
+"""Models under test: ``--mitest-model NAME=PATH`` points any suite's ``mi.model(NAME, default=...)``
+at a candidate checkpoint, so a release is gated without a conftest option of its own.
+
+Imports neither torch nor transformers until a model is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import MitestError
+
+Source = str | os.PathLike | Callable[[], Any]
+
+
+class CandidateError(MitestError, ValueError):
+    """A ``--mitest-model`` value or an ``mi.model`` default that names no loadable model."""
+
+
+def parse(values: Iterable[str], base: Path) -> dict[str, str]:
+    """``NAME=PATH`` options as {name: path}; relative paths are read from ``base`` (the invocation folder)."""
+    models: dict[str, str] = {}
+    for value in values:
+        name, sep, where = value.partition("=")
+        name, where = name.strip(), where.strip()
+        if not sep or not name or not where:
+            raise CandidateError(
+                f"--mitest-model {value!r} is not NAME=PATH; write e.g. --mitest-model induction=checkpoints/candidate"
+            )
+        if name in models:
+            raise CandidateError(f"--mitest-model names {name!r} twice ({models[name]!r} and {where!r}); give it once")
+        models[name] = _checked(where, base, f"--mitest-model {name}={where}")
+    return models
+
+
+def _checked(where: str, base: Path, what: str) -> str:
+    """``where`` as a model directory's absolute path or a zoo name; anything else is refused."""
+    from . import zoo
+
+    directory = Path(where).expanduser()
+    directory = directory if directory.is_absolute() else base / directory
+    if (directory / "config.json").is_file():
+        return str(directory)
+    if where in zoo.names() and not directory.exists():
+        return where
+    reason = "has no config.json" if directory.is_dir() else "does not exist"
+    raise CandidateError(
+        f"{what}: {directory} {reason}, and {where!r} is not a zoo model ({', '.join(zoo.names())}); "
+        "pass a saved model directory (config.json and *.safetensors) or a zoo name"
+    )
+
+
+@dataclass
+class Candidates:
+    """The session's models under test: loaded once per name, each load remembered for the reports."""
+
+    chosen: dict[str, str]  # name -> directory or zoo name from --mitest-model
+    root: Path  # the suite's root: relative default paths are read from here, and recorded relative to it
+    loaded: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def model(self, name: str, default: Source) -> Any:
+        """The model called ``name``: the ``--mitest-model`` candidate when given, else ``default``."""
+        if not isinstance(name, str) or not name:
+            raise CandidateError(f"mi.model needs a model name (a non-empty string), got {name!r:.60}")
+        if name not in self.loaded:
+            if name in self.chosen:
+                where, origin = self.chosen[name], "--mitest-model"
+                model = _load(where)
+            elif callable(default):
+                where, origin = getattr(default, "__qualname__", repr(default)), "default"
+                model = default()
+            else:
+                where, origin = _checked(os.fspath(default), self.root, f"mi.model({name!r}, default=...)"), "default"
+                model = _load(where)
+            self.loaded[name] = _as_model(model, name)
+            self.sources[name] = {"source": origin, "path": _shown(where, self.root)}
+        return self.loaded[name]
+
+    def unused(self) -> list[str]:
+        """Candidates given on the command line that no test asked for (the gate would test the default)."""
+        return sorted(set(self.chosen) - set(self.loaded))
+
+    def record(self) -> dict[str, dict[str, str]]:
+        """Per name, where its model came from and its revision (for run.json)."""
+        return {name: {**self.sources[name], "revision": self.loaded[name].revision} for name in sorted(self.loaded)}
+
+
+def _load(where: str) -> Any:
+    from . import zoo
+    from .model import Model
+
+    return Model.load(where) if Path(where).is_absolute() else zoo.load(where).model
+
+
+def _as_model(model: Any, name: str) -> Any:
+    from .model import Model
+
+    if isinstance(model, Model):
+        return model
+    raise CandidateError(f"mi.model({name!r}): the default returned {type(model).__name__}, not an mt.Model")
+
+
+def _shown(where: str, base: Path) -> str:
+    """A path relative to ``base`` when it lies inside it (so two checkouts record the same text)."""
+    path = Path(where)
+    if not path.is_absolute():
+        return where
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return where
