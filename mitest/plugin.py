@@ -313,8 +313,8 @@ class Mi:
         by their place in the test (adding a claim above them then changes nothing)."""
         from mitest.errors import MitestError
 
-        if not isinstance(name, str) or not name.strip() or name.strip().isdigit() or "::" in name:
-            raise MitestError(f"mi.claim needs a name with a letter in it and no '::', got {name!r:.80}")
+        if not isinstance(name, str) or not name.strip() or name.strip().isdigit() or "::" in name or "#" in name:
+            raise MitestError(f"mi.claim needs a name that is not a number and holds no '::' or '#', got {name!r:.80}")
         self._state.naming.append(name.strip())
         try:
             yield

@@ -111,6 +111,7 @@ def test_stale_entries_are_listed_and_removed_on_update(suite):
         ["*1 stale baseline entry (kept; --mitest-update-baseline removes them):*", "*test_irrelevant::0*no collected*"]
     )
     assert "test_gate.py::test_irrelevant::0" in _stored(suite)
+    assert "**Stale baseline entries** (1;" in (suite.path / "reports" / "summary.md").read_text()
     partial = _run(suite, "claims", "-k", "holds")
     assert (
         "stale baseline entr" not in partial.stdout.str()
@@ -201,6 +202,7 @@ def test_unusable_folders_are_clear_errors_and_the_reports_are_still_written(sui
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*mitest error: baselines not written: *claims/baselines*"])
     assert len(_claims(suite)) == 2  # the reports of the run are still written
+    assert "**Problems**:\n\n- baselines not written: " in (suite.path / "reports" / "summary.md").read_text()
     (suite.path / "claims" / "baselines").unlink()
     (suite.path / "claims" / "baselines" / "test_gate.json").mkdir(parents=True)
     result = _run(suite, "claims")

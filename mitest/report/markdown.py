@@ -19,10 +19,9 @@ def render_markdown(run: dict, max_chars: int = MAX_CHARS) -> str:
         "| verdict | claim | test | estimate | CI | threshold | p | baseline |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    text = "\n".join(head) + "\n"
-    undecided = run.get("undecided") or []
-    if undecided:
-        text = "\n".join(head[:4]) + "\n" + _undecided_section(undecided) + "\n" + "\n".join(head[4:]) + "\n"
+    sections = _problems_section(run.get("problems") or []) + _undecided_section(run.get("undecided") or [])
+    sections += _stale_section(run.get("stale") or [])
+    text = "\n".join(head[:4]) + "\n" + sections + "\n".join(head[4:]) + "\n"
     for shown, claim in enumerate(run["claims"]):
         row = _row(claim)
         if len(text) + len(row) + 200 > max_chars:
@@ -44,7 +43,9 @@ def _row(claim: dict) -> str:
         _interval(claim),
         f"{float(claim['threshold']):.4g}",
         "searched" if claim.get("metric") == "property" else f"{float(claim['pvalue']):.2g}",
-        status + (f": {_escape(baseline.get('message', ''))}" if status == "regressed" else ""),
+        status
+        + (f": {_escape(baseline.get('message', ''))}" if status in ("regressed", "changed") else "")
+        + _drift(baseline),
     ]
     return "| " + " | ".join(cells) + " |\n"
 
@@ -61,15 +62,39 @@ def _undecided_count(summary: dict) -> str:
     return f" ({count} of them claims the tests no longer decided)" if count else ""
 
 
+def _drift(baseline: dict) -> str:
+    """How far the claim's model-derived directions moved from the baseline's."""
+    moved = baseline.get("derived") or {}
+    return "".join(f"<br>direction cosine {float(m['cosine']):.4f} to the baseline's" for m in moved.values())
+
+
+def _problems_section(problems: list[str]) -> str:
+    """What made the run fail although its claims passed (files not written, unused candidates)."""
+    if not problems:
+        return ""
+    return "**Problems**:\n\n" + "".join(f"- {_escape(problem)}\n" for problem in problems) + "\n"
+
+
+def _stale_section(stale: list[dict]) -> str:
+    """Baseline entries that no test decides any more."""
+    if not stale:
+        return ""
+    lines = [f"**Stale baseline entries** ({len(stale)}; `--mitest-update-baseline` removes them):", ""]
+    lines += [f"- `{_escape(entry['key'])}`: {_escape(entry['reason'])}" for entry in stale]
+    return "\n".join(lines) + "\n\n"
+
+
 def _undecided_section(undecided: list[dict]) -> str:
     """The claims that held in the baseline but whose test raised before deciding them."""
+    if not undecided:
+        return ""
     lines = ["**Not decided** (held in the baseline; the test raised before deciding them):", ""]
     lines += [
         f"- {_escape(entry['claim'])} `{_escape(entry['test'])}`: {_escape(entry['error'])}; "
         f"baseline estimate {float(entry['old_estimate']):.4g}"
         for entry in undecided
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n"
 
 
 def _escape(text: str) -> str:
