@@ -214,10 +214,14 @@ def definition(identity: dict[str, Any], claim: str, threshold: float) -> dict[s
     parts = {
         name: value
         for name, value in identity.items()
-        if name not in ("model", "seed", "parameters", "derived", "claim", "threshold")
+        if name not in ("model", "seed", "parameters", "derived", "structure", "claim", "threshold")
     }
     parts["claim"] = _NUMBER.sub("#", claim)
-    return {"parts": parts, "parameters": {"threshold": float(threshold), **identity.get("parameters", {})}}
+    return {
+        "parts": parts,
+        "parameters": {"threshold": float(threshold), **identity.get("parameters", {})},
+        "spec": identity.get("structure", {}),  # the structures behind the hashes, to say what changed
+    }
 
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?%?")
@@ -229,7 +233,8 @@ def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     old_parts, new_parts = old["parts"], new["parts"]
     for name in sorted(set(old_parts) | set(new_parts)):
         if old_parts.get(name) != new_parts.get(name):
-            found.append(_part_change(name, old_parts.get(name), new_parts.get(name)))
+            spelled = _differences(name, old.get("spec", {}).get(name), new.get("spec", {}).get(name))
+            found.extend(spelled or [_part_change(name, old_parts.get(name), new_parts.get(name))])
     old_numbers, new_numbers = old["parameters"], new["parameters"]
     for name in sorted(set(old_numbers) | set(new_numbers)):
         if name not in old_numbers or name not in new_numbers:
@@ -243,6 +248,23 @@ def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                 )
             found.append(change)
     return found
+
+
+def _differences(path: str, old: Any, new: Any, limit: int = 5) -> list[str]:
+    """The leaves in which two spec structures differ, as ``path old -> new`` (at most ``limit``)."""
+    if old is None or new is None or old == new:
+        return []
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in sorted(set(old) | set(new), key=str):
+            found += _differences(f"{path}.{key}", old.get(key), new.get(key), limit)
+        return found[:limit]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        found = []
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            found += _differences(f"{path}.{i}", a, b, limit)
+        return found[:limit]
+    return [f"{path} {json.dumps(old, default=str):.80} -> {json.dumps(new, default=str):.80}"]
 
 
 def _part_change(name: str, old: Any, new: Any) -> str:

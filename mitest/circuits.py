@@ -191,7 +191,8 @@ class CircuitTest:
             "ablation": ablation,
             "seed": seed,
         }
-        self.key, parameters, derived = identity(spec)
+        circuit_identity = identity(spec)
+        self.key = circuit_identity.key
         everything = self._measure(self._all)
         self._warn_unchanged(everything)
         self._measured: dict[frozenset[int], np.ndarray] = {
@@ -208,8 +209,9 @@ class CircuitTest:
             identity={
                 **everything.identity,
                 "intervention": f"circuit:{self.key}",
-                "parameters": {f"circuit.{path}": value for path, value in parameters.items()},
-                "derived": derived,
+                "parameters": {f"circuit.{path}": value for path, value in circuit_identity.parameters.items()},
+                "derived": circuit_identity.derived,
+                "structure": {"intervention": circuit_identity.structure},
             },
         )
 

@@ -121,21 +121,19 @@ def effect_of(
 def claim_identity(revision: str, prompts: Prompts, intervention: Intervention, metric: Metric) -> dict[str, Any]:
     """What produced an Effect's values: hashes of everything but floats, which are listed as
     ``parameters`` (compared with a tolerance) and ``derived`` vectors (compared, never matched on)."""
-    intervention_key, parameters, derived = identity(intervention.to_dict())
-    if isinstance(metric, Custom):
-        metric_key, metric_parameters = f"custom:{metric.name}", {}
-    else:
-        metric_key, metric_parameters, _ = identity(metric.to_dict())
+    spec = identity(intervention.to_dict())
+    measured = None if isinstance(metric, Custom) else identity(metric.to_dict())
     return {
         "model": revision,
         "prompts": prompts.fingerprint,
-        "intervention": intervention_key,
-        "metric": metric_key,
+        "intervention": spec.key,
+        "metric": f"custom:{metric.name}" if measured is None else measured.key,
         "parameters": {
-            **{f"intervention.{path}": value for path, value in parameters.items()},
-            **{f"metric.{path}": value for path, value in metric_parameters.items()},
+            **{f"intervention.{path}": value for path, value in spec.parameters.items()},
+            **{f"metric.{path}": value for path, value in (measured.parameters if measured else {}).items()},
         },
-        "derived": derived,
+        "derived": spec.derived,
+        "structure": {"intervention": spec.structure, "metric": measured.structure if measured else metric.name},
     }
 
 

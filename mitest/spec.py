@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Spec:
@@ -43,8 +43,17 @@ def digest(data: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def identity(data: Any) -> tuple[str, dict[str, Any], dict[str, list[float]]]:
-    """A spec dict as (hash of its structure, its numbers by path, its model-derived vectors by name).
+class Identity(NamedTuple):
+    """What identifies a spec across machines (see :func:`identity`)."""
+
+    key: str  # hash of the structure
+    structure: Any  # the spec's dict with every float replaced by a placeholder
+    parameters: dict[str, Any]  # each float or vector of floats, by path
+    derived: dict[str, list[float]]  # model-derived vectors, by site and recipe
+
+
+def identity(data: Any) -> Identity:
+    """A spec dict as its structure (and its hash), its numbers by path and its model-derived vectors.
 
     The structure is everything but floats (names, indices, methods, seeds, positions); each float or
     vector of floats becomes a placeholder there and is returned by its path (``coef``,
@@ -55,7 +64,7 @@ def identity(data: Any) -> tuple[str, dict[str, Any], dict[str, list[float]]]:
     parameters: dict[str, Any] = {}
     derived: dict[str, list[float]] = {}
     structure = _structure(data, "", parameters, derived)
-    return digest(structure), parameters, derived
+    return Identity(digest(structure), structure, parameters, derived)
 
 
 def _structure(value: Any, path: str, parameters: dict[str, Any], derived: dict[str, list[float]]) -> Any:

@@ -56,7 +56,7 @@ def test_floats_computed_at_run_time_never_enter_a_structural_hash():
     vector = rng.normal(size=32)
     spec = {"type": "Steer", "direction": {"name": "blocks.0.hook_attn_out", "direction": list(vector)}, "coef": 1.0}
     wobbled = {**spec, "direction": {**spec["direction"], "direction": list(vector * (1 + 3e-8 * rng.normal(size=32)))}}
-    (key, parameters, derived), (key2, parameters2, _) = identity(spec), identity(wobbled)
+    (key, _, parameters, derived), (key2, _, parameters2, _) = identity(spec), identity(wobbled)
     assert key == key2 and not derived
     assert set(parameters) == {"direction.direction", "coef"}
     assert baseline.changes({"parts": {}, "parameters": parameters}, {"parts": {}, "parameters": parameters2}) == []
@@ -65,7 +65,7 @@ def test_floats_computed_at_run_time_never_enter_a_structural_hash():
 def test_a_derived_direction_is_identified_by_its_recipe_and_returned_for_comparison():
     spec = {"direction": {"name": "blocks.0.hook_attn_out", "direction": [0.5, 1.5], "derived": "late minus early"}}
     other = {"direction": {"name": "blocks.0.hook_attn_out", "direction": [9.0, -3.0], "derived": "late minus early"}}
-    (key, parameters, derived), (key2, _, _) = identity(spec), identity(other)
+    (key, _, parameters, derived), (key2, _, _, _) = identity(spec), identity(other)
     assert key == key2 and parameters == {}
     assert derived == {"blocks.0.hook_attn_out:late minus early": [0.5, 1.5]}
     assert identity({"direction": {**spec["direction"], "derived": "another recipe"}})[0] != key
@@ -212,3 +212,21 @@ def test_stale_entries_are_those_no_collected_test_decides():
         "test_x.py::test_shrunk::1": "the test passed without deciding this claim",
     }
     assert baseline.stale(stored, decided, ran, ["test_other.py::"]) == {}
+
+
+def test_a_changed_intervention_names_the_fields_that_changed():
+    import mitest as mt
+
+    def definition(intervention):
+        spec = identity(intervention.to_dict())
+        return baseline.definition(
+            {"intervention": spec.key, "prompts": "p", "structure": {"intervention": spec.structure}}, "at least 1", 1
+        )
+
+    old = definition(mt.ablate(mt.heads("1.0", "1.1"), method="mean", seed=0))
+    new = definition(mt.ablate(mt.heads("1.0", "1.2"), method="resample", seed=3))
+    assert baseline.changes(old, new) == [
+        'intervention.method "mean" -> "resample"',
+        "intervention.seed 0 -> 3",
+        "intervention.sites.0.index.1 1 -> 2",
+    ]
