@@ -93,14 +93,14 @@ def write_files(files: Mapping[str | os.PathLike, str]) -> list[Path]:
         current = next(iter(contents))
         pairs = [[_relative(temps[t], folders[0]), _relative(t, folders[0])] for t in contents]
         _create(journal_temp, json.dumps({"files": pairs}).encode())
-        with _sigint_deferred():
+        with hold_interrupts():
             os.replace(journal_temp, journal)
             committed = True
             _fsync_folder(folders[0])
             _finish(run, journal, list(temps.items()))
     except BaseException as error:
         if not committed:
-            with _sigint_deferred():
+            with hold_interrupts():
                 for path in [*pointers, *temps.values(), journal_temp]:
                     _unlink(path)
             if isinstance(error, OSError) and not isinstance(error, WriteError):
@@ -173,7 +173,7 @@ def _create(path: Path, content: bytes, mode: int | None = None) -> None:
 
 def _finish(run: str, journal: Path, pairs: list[tuple[Path, Path]]) -> None:
     """Roll a committed write forward: rename what is left, then delete its pointers and journal."""
-    with _sigint_deferred():
+    with hold_interrupts():
         for target, temp in pairs:
             try:
                 os.replace(temp, target)
@@ -256,19 +256,23 @@ def _alive(run: str) -> bool:
 
 
 @contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C (SIGINT) back until the block ends, then deliver it (main thread only)."""
+def hold_interrupts(deliver: bool = True) -> Iterator[list[int]]:
+    """Hold Ctrl-C (SIGINT) back until the block ends (main thread only); yields the signals held.
+
+    With ``deliver`` the held signal is raised again when the block ends; without, the caller
+    reads the list and decides (the pytest plugin reports an interrupted write instead of a traceback).
+    """
     previous = signal.getsignal(signal.SIGINT)
-    if previous is None or threading.current_thread() is not threading.main_thread():
-        yield  # signals reach only the main thread; None: a handler not set from Python
-        return
     received: list[int] = []
+    if previous is None or threading.current_thread() is not threading.main_thread():
+        yield received  # signals reach only the main thread; None: a handler not set from Python
+        return
     try:
         signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-        yield
+        yield received
     finally:
         signal.signal(signal.SIGINT, previous)
-        if received:
+        if received and deliver:
             signal.raise_signal(signal.SIGINT)
 
 

@@ -37,6 +37,7 @@ OUTCOMES = ("HOLDS", "REFUTED", "INCONCLUSIVE")
 GATES = ("evidence", "prove")
 MAX_BYTES = 64 * 2**20  # a baseline larger than this is refused (--mitest-baseline-max-mb raises it)
 RELATIVE_TOLERANCE = 1e-6  # numbers of a definition that differ by less are the same number
+SEARCHED = ("property", "sampled")  # claim kinds whose units are not the prompts
 
 
 class BaselineError(MitestError, ValueError):
@@ -46,13 +47,21 @@ class BaselineError(MitestError, ValueError):
 # -- keys ------------------------------------------------------------------------------------------
 
 
-def key(test_file: str | os.PathLike, baseline_file: str | os.PathLike, test: str, claim: str) -> str:
-    """The key of one claim in ``baseline_file``: ``<test file relative to the baseline folder's
-    parent>::<test name>::<claim>``. It names no rootdir and no absolute path, so every checkout,
-    machine and invocation (any rootdir, any working folder) finds the same entry."""
-    root = Path(os.path.abspath(baseline_file)).parent.parent
-    relative = Path(os.path.relpath(os.path.abspath(test_file), root)).as_posix()
+def key(test_file: str | os.PathLike, anchor: str | os.PathLike, test: str, claim: str) -> str:
+    """The key of one claim: ``<test file relative to anchor>::<test name>::<claim>``. The anchor is
+    the folder that holds the baseline folder (or the suite's root, see :func:`anchor`), so the key
+    names no rootdir and no absolute path: every checkout, machine and invocation finds the same entry."""
+    relative = Path(os.path.relpath(os.path.abspath(test_file), os.path.abspath(anchor))).as_posix()
     return f"{relative}::{test}::{claim}"
+
+
+def anchor(test_file: str | os.PathLike, baseline_file: str | os.PathLike, root: str | os.PathLike) -> Path:
+    """What a key's file part is relative to: the baseline folder's parent when it lies inside the
+    suite's ``root`` (always, with baselines/ beside each test file), else ``root`` itself (a shared
+    baseline folder outside the checkout must not put the checkout's name into the keys)."""
+    parent = Path(os.path.abspath(baseline_file)).parent.parent
+    root = Path(os.path.abspath(root))
+    return parent if parent == root or root in parent.parents else root
 
 
 def test_of(entry_key: str) -> str:
@@ -107,7 +116,7 @@ def load(path: Path, *, max_bytes: int = MAX_BYTES) -> dict[str, dict[str, Any]]
     if type(version) is not int or version != VERSION:
         raise BaselineError(f"baseline {path} has version {version!r}; this mitest reads version {VERSION}")
     for entry_key, stored in data["claims"].items():
-        problem = _entry_problem(entry_key, stored)
+        problem = entry_problem(entry_key, stored)
         if problem:
             raise BaselineError(f"baseline {path}: claim {entry_key!r:.200} {problem}; {fix}")
     return data["claims"]
@@ -127,7 +136,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return data
 
 
-def _entry_problem(entry_key: str, stored: Any) -> str | None:
+def entry_problem(entry_key: str, stored: Any) -> str | None:
     """What is wrong with one stored claim, or None when compare() can use it."""
     if entry_key.count("::") < 2:
         return "has a key that is not <file>::<test>::<claim>"
@@ -336,12 +345,17 @@ def compare(
         }
     old_values = np.asarray(old["claim_value"], dtype=float)
     new_values = np.asarray(record["per_prompt"]["claim_value"], dtype=float)
-    result: dict[str, Any] = {"old_outcome": old["outcome"], "old_estimate": old["estimate"], "old_model": old["model"]}
+    result: dict[str, Any] = {
+        "old_outcome": old["outcome"],
+        "old_estimate": old["estimate"],
+        "old_model": old.get("model"),
+    }
     moved = drift(old.get("derived", {}), record.get("derived") or {})
     if moved:
         result["derived"] = moved
-    if old.get("kind") == "property" and record.get("kind") == "property":
-        # A searched property's units are the examples tried, not a fixed prompt set: compare outcomes.
+    if old.get("kind") in SEARCHED and old.get("kind") == record.get("kind") and old_values.shape != new_values.shape:
+        # A searched property's units are the examples tried, a random-circuit claim's its draws (their
+        # number follows the claim's alpha): without the same units, compare the outcomes.
         regressed = old["outcome"] == "HOLDS" and record["outcome"] != "HOLDS"
         status = "regressed" if regressed else "same" if np.array_equal(old_values, new_values) else "ok"
         message = "held in the baseline; now " + record["outcome"] if regressed else f"baseline {old['outcome']}"
@@ -360,7 +374,7 @@ def compare(
     if old["outcome"] == "HOLDS" and record["outcome"] != "HOLDS":
         return {**result, "status": "regressed", "message": f"held in the baseline ({before}); now {now}{note}"}
     if np.array_equal(old_values, new_values):
-        return {**result, "status": "same", "message": "identical to the baseline"}
+        return {**result, "status": "same", "message": f"identical to the baseline{note}"}
     if old["outcome"] != "HOLDS" or old.get("kind") == "equivalence":
         # An equivalence claim that still holds is within its margin, shown by its own test.
         return {**result, "status": "ok", "message": f"baseline {before}{note}"}

@@ -62,11 +62,19 @@ class Candidates:
     root: Path  # the suite's root: relative default paths are read from here, and recorded relative to it
     loaded: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, dict[str, str]] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)  # name -> the default it was first asked with
 
     def model(self, name: str, default: Source) -> Any:
         """The model called ``name``: the ``--mitest-model`` candidate when given, else ``default``."""
         if not isinstance(name, str) or not name:
             raise CandidateError(f"mi.model needs a model name (a non-empty string), got {name!r:.60}")
+        chosen = default if callable(default) else _checked(os.fspath(default), self.root, f"mi.model({name!r}, ...)")
+        first = self.defaults.setdefault(name, chosen)
+        if first != chosen:
+            raise CandidateError(
+                f"mi.model({name!r}) was asked for with two defaults ({_named(first)} and {_named(chosen)}); one "
+                "name stands for one model under test: give the other model its own name"
+            )
         if name not in self.loaded:
             if name in self.chosen:
                 where, origin = self.chosen[name], "--mitest-model"
@@ -75,7 +83,7 @@ class Candidates:
                 where, origin = getattr(default, "__qualname__", repr(default)), "default"
                 model = default()
             else:
-                where, origin = _checked(os.fspath(default), self.root, f"mi.model({name!r}, default=...)"), "default"
+                where, origin = chosen, "default"
                 model = _load(where)
             self.loaded[name] = _as_model(model, name)
             self.sources[name] = {"source": origin, "path": _shown(where, self.root)}
@@ -105,12 +113,11 @@ def _as_model(model: Any, name: str) -> Any:
     raise CandidateError(f"mi.model({name!r}): the default returned {type(model).__name__}, not an mt.Model")
 
 
+def _named(default: Any) -> str:
+    return getattr(default, "__qualname__", None) or repr(default)
+
+
 def _shown(where: str, base: Path) -> str:
-    """A path relative to ``base`` when it lies inside it (so two checkouts record the same text)."""
+    """A model directory relative to ``base`` (so two checkouts record the same text); a zoo name as it is."""
     path = Path(where)
-    if not path.is_absolute():
-        return where
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return where
+    return Path(os.path.relpath(path, base)).as_posix() if path.is_absolute() else where

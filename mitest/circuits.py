@@ -321,6 +321,7 @@ class CircuitTest:
         if not 0 < quantile < 1:
             raise MitestError(f"quantile must be in (0, 1), got {quantile}")
         a = claim_alpha(alpha)
+        chosen = {} if samples is None else {"samples": samples}  # a default count follows alpha: no identity
         samples = _checked_samples(quantile, samples, a)
         seed = settings.seed if seed is None else int(seed)
         sufficiency = kind == "sufficiency"
@@ -348,7 +349,7 @@ class CircuitTest:
             notes.append(f"the power advice counts random circuits, not prompts: raise samples= (now {samples})")
         intervened = self._without(knocked(self._kept))
         # Groups are dropped: the units of this test are random circuits, not prompts or clusters.
-        effect = replace(self._claim_effect(kind, intervened, samples=samples, seed=seed), groups=None)
+        effect = replace(self._claim_effect(kind, intervened, seed=seed, **chosen), groups=None)
         # Per-unit values are the random circuits' 0/1 "beaten" indicators: the scale of the estimate and its
         # gap, and paired across runs (the same seed draws the same circuits) for baseline comparisons.
         return effect._conclude(
@@ -364,6 +365,7 @@ class CircuitTest:
             per_prompt=below,
             test=f"binomial vs {samples} random circuits",
             notes=notes,
+            kind="sampled",
         )
 
     def _recovered(self, values: np.ndarray) -> float:
@@ -386,7 +388,12 @@ class CircuitTest:
 
     def _claim_effect(self, kind: str, intervened: np.ndarray, **sampling: int) -> Effect:
         """The circuit's Effect with ``intervened`` values and an identity naming the claim ``kind``."""
-        claim = {**self.effect.identity, "intervention": f"circuit-{kind}:{_digest([self.key, sampling])}"}
+        circuit = self.effect.identity["structure"]["intervention"]
+        claim = {
+            **self.effect.identity,
+            "intervention": f"circuit-{kind}:{_digest([self.key, sampling])}",
+            "structure": {"intervention": {**circuit, "claim": kind, **sampling}},
+        }
         return replace(self.effect, intervened=intervened, identity=claim)
 
     def _without(self, knocked: frozenset[int]) -> np.ndarray:

@@ -61,16 +61,24 @@ def _compare(old_path: Path, new_path: Path, margin: float, gate: str) -> int:
     from .report import load_run
 
     old = {c["key"]: c for c in load_run(old_path)["claims"]}
+    new_run = load_run(new_path)
     regressed = 0
-    for claim in load_run(new_path)["claims"]:
-        before = old.get(claim["key"])
+    for claim in new_run["claims"]:
+        before = old.pop(claim["key"], None)
         result = baseline.compare(
             None if before is None else baseline.entry(before), claim, margin=margin, alpha=claim["alpha"], gate=gate
         )
-        regressed += result["status"] == "regressed"
+        regressed += result["status"] in ("regressed", "error")
         print(f"{result['status']:<10} {claim['outcome']:<13} {claim['claim']}  [{claim['test']}]")
-        if result["status"] in ("regressed", "changed"):
+        if result["status"] in ("regressed", "changed", "error"):
             print(f"           {result['message']}")
+    undecided = {entry.get("key") for entry in new_run.get("undecided") or ()}
+    for key, claim in sorted(old.items()):  # claims of the old run that the new one did not decide
+        held = claim["outcome"] == "HOLDS"
+        regressed += held
+        why = "its test raised before deciding it" if key in undecided else "no claim of the new run has its key"
+        print(f"{'regressed' if held else 'missing':<10} {'UNDECIDED':<13} {claim['claim']}  [{claim['test']}]")
+        print(f"           {claim['outcome']} in the old run; {why}")
     print(f"{regressed} regression(s)")
     return 1 if regressed else 0
 

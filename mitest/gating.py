@@ -37,7 +37,7 @@ class Gate:
         return (self.folder or test_file.parent / "baselines") / f"{test_file.stem}.json"
 
     def key(self, test_file: str | os.PathLike, test: str, claim: str) -> str:
-        return baseline.key(test_file, self.path_for(test_file), test, claim)
+        return baseline.key(test_file, baseline.anchor(test_file, self.path_for(test_file), self.root), test, claim)
 
     def shown(self, path: str | os.PathLike) -> str:
         """``path`` relative to the suite's root (as run.json stores it)."""
@@ -133,13 +133,27 @@ class Gate:
                 found.append({"key": entry_key, "baseline_file": self.shown(path), "reason": reason})
         return found
 
-    def write(self, records: Iterable[dict[str, Any]], stale: list[dict[str, str]]) -> list[str]:
-        """Write the baselines this run accepts, every file or none; returns the files written.
+    def orphans(self, tests: dict[str, dict[str, Any]]) -> list[str]:
+        """Baseline files beside collected modules whose own test module no longer exists (renamed or
+        deleted); only with baselines/ beside each test file, where a file names its module."""
+        if self.folder is not None:
+            return []
+        folders = {Path(info["file"]).parent / "baselines" for info in tests.values() if info["whole"]}
+        return sorted(
+            self.shown(path)
+            for folder in folders
+            for path in folder.glob("*.json")
+            if not (folder.parent / f"{path.stem}.py").exists()
+        )
+
+    def write(self, records: Iterable[dict[str, Any]], stale: list[dict[str, str]], whole: set[str]) -> list[str]:
+        """Write the baselines this run accepts, every file or none; returns what it left unwritten.
 
         New claims are added (not under the ci profile); ``--mitest-update-baseline`` rewrites every
-        claim that ran, replaces a broken file and removes the ``stale`` entries.
+        claim that ran and removes the ``stale`` entries. A broken file is replaced only when its
+        module (one of ``whole``, absolute paths) was collected whole, so no entry of a test that did
+        not run is lost. A claim whose numbers cannot be stored (not finite) is left out, with a message.
         """
-        records = list(records)
         accepted: dict[Path, list[dict[str, Any]]] = {}
         for record in records:
             status = (record.get("baseline") or {}).get("status")
@@ -148,24 +162,36 @@ class Gate:
         removed: dict[Path, list[str]] = {}
         for entry in stale if self.update else ():
             removed.setdefault(self.root / entry["baseline_file"], []).append(entry["key"])
-        texts = {}
+        modules = {self.path_for(module) for module in whole}
+        texts, left = {}, []
         for path in sorted(set(accepted) | set(removed)):
             current = self.entries(path)
-            if current is None and not self.update:
-                continue  # a broken file fails its tests; only --mitest-update-baseline replaces it
+            if current is None and not (self.update and path in modules):
+                if self.update:
+                    left.append(
+                        f"{self.shown(path)} was not rewritten: it cannot be read ({self.broken[path]}) and this run "
+                        "did not collect its whole test module, so entries of tests that did not run would be lost; "
+                        "rerun --mitest-update-baseline on the whole module"
+                    )
+                continue  # a broken file fails its tests; only a whole-module update replaces it
             claims = dict(current or {})
             for entry_key in removed.get(path, ()):
                 claims.pop(entry_key, None)
             for record in accepted.get(path, ()):
-                claims[record["key"]] = baseline.entry(record)
+                entry = baseline.entry(record)
+                problem = baseline.entry_problem(record["key"], entry)
+                if problem:
+                    left.append(f"{record['key']} not written to {self.shown(path)}: it {problem}")
+                    record["baseline"] = {"status": "error", "message": f"not written to the baseline: it {problem}"}
+                    continue
+                claims[record["key"]] = entry
             texts[path] = baseline.render(claims)
-        if not texts:
-            return []
-        write_files(texts)
+        if texts:
+            write_files(texts)
         for path, written in accepted.items():
             for record in written:
                 if path in texts and record["baseline"]["status"] == "new":
                     record["baseline"] = {"status": "created", "message": f"baseline created in {self.shown(path)}"}
         for entry in stale if self.update else ():
             entry["removed"] = True
-        return [self.shown(path) for path in texts]
+        return left

@@ -66,6 +66,7 @@ class State:
     tests: dict[str, dict[str, Any]] = field(default_factory=dict)  # node id -> key prefix, module, whole, passed
     models: dict[str, dict[str, str]] = field(default_factory=dict)  # models under test, merged from workers
     stale: list[dict[str, str]] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)  # baseline files whose test module is gone
     problems: list[str] = field(default_factory=list)  # files the run could not write, unused candidates
     report_files: list[Path] = field(default_factory=list)
     claim_suite: bool = False
@@ -248,6 +249,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     from mitest.config import settings
 
     state = config.stash[STATE]
+    for item in items:
+        _check_marker(item)
     family = sum(_declared_claims(item) for item in items if _uses_mi(item))
     state.claim_suite = family > 0
     settings.family_size = max(1, family) if state.options.correction == "bonferroni" else 1
@@ -278,6 +281,27 @@ def _whole(item: pytest.Item, state: State) -> bool:
 
 def _uses_mi(item: pytest.Item) -> bool:
     return "mi" in getattr(item, "fixturenames", ())
+
+
+def _check_marker(item: pytest.Item) -> None:
+    """``@pytest.mark.mitest(...)`` settings checked like their command-line options."""
+    marker = item.get_closest_marker("mitest")
+    if marker is None:
+        return
+    margin = marker.kwargs.get("margin", 0.0)
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (math.isfinite(margin) and margin >= 0):
+        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.mitest(margin={margin!r}) must be a finite number >= 0")
+    policy = marker.kwargs.get("inconclusive", "fail")
+    if policy not in POLICIES:
+        raise pytest.UsageError(
+            f"{item.nodeid}: @pytest.mark.mitest(inconclusive={policy!r}): use one of {', '.join(POLICIES)}"
+        )
+    unknown = set(marker.kwargs) - {"margin", "inconclusive", "claims"}
+    if unknown or marker.args:
+        raise pytest.UsageError(
+            f"{item.nodeid}: @pytest.mark.mitest takes inconclusive=, margin= and claims=, got "
+            f"{', '.join(sorted(unknown)) or 'positional arguments'}"
+        )
 
 
 def _declared_claims(item: pytest.Item) -> int:
@@ -376,6 +400,10 @@ def pytest_runtest_call(item: pytest.Item):
             claim = name if names[name] == 1 else f"{name}#{names[name]}"
         record = _record(item, len(records), name, verdict, effect, per_prompt, state.options.seed)
         record["key"] = state.gate.key(item.path, _test_name(item), claim)
+        if any(earlier["key"] == record["key"] for earlier in records):
+            from mitest.errors import MitestError
+
+            raise MitestError(f"two claims of this test would share the baseline key {record['key']!r}")
         record["seconds"] = round(time.perf_counter() - started, 4)
         records.append(record)
 
@@ -432,12 +460,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     """Tell the controller each test's module and name (stale entries) and the models loaded so far."""
     report = yield
     state = item.config.stash.get(STATE, None)
-    if state is not None and call.when == "setup":
-        whole = _whole(item, state)
-        test = {"file": str(item.path), "test": _test_name(item), "whole": whole}
+    if state is None:
+        return report
+    if call.when == "setup":
+        test = {"file": str(item.path), "test": _test_name(item), "whole": _whole(item, state)}
         report.user_properties.append((TEST, json.dumps(test)))
-        if state.candidates.loaded:
-            report.user_properties.append((MODELS, json.dumps(state.candidates.record())))
+    if state.candidates.loaded:  # every phase: a model first loaded in a test body still reaches the controller
+        report.user_properties.append((MODELS, json.dumps(state.candidates.record())))
     return report
 
 
@@ -567,15 +596,31 @@ class Recorder:
             return  # not a claims run: leave the report folder alone
         state.records.sort(key=lambda r: (r["test"], r["index"]))
         state.undecided.sort(key=lambda u: (u["test"], u["key"]))
+        from mitest.atomic import hold_interrupts
+
+        with hold_interrupts(deliver=False) as interrupted:  # Ctrl-C now would split baselines from reports
+            self._write(session)
+        if interrupted:
+            state.problems.append("interrupted (Ctrl-C) while writing; the baselines and reports were finished first")
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
+        _fail_on(session, state)
+
+    def _write(self, session: pytest.Session) -> None:
+        """Stale entries, then the baselines and the reports, each an all-or-nothing write."""
         from mitest.errors import MitestError
 
+        state = self.state
         decided = {record["key"] for record in state.records} | {entry["key"] for entry in state.undecided}
+        # A run stopped early (-x, --maxfail, --sw) did not reach every collected test: nothing is stale.
+        complete = not (session.shouldstop or session.shouldfail) and len(state.tests) >= session.testscollected
+        tests = {test["prefix"]: test for test in state.tests.values() if complete}
         try:
-            tests = {test["prefix"]: test for test in state.tests.values()}
             state.stale = state.gate.stale(tests, decided)
-            state.gate.write(state.records, state.stale)
+            state.orphans = state.gate.orphans(tests)
+            whole = {test["file"] for test in tests.values() if test["whole"]}
+            state.problems += state.gate.write(state.records, state.stale, whole)
         except (MitestError, OSError) as error:
-            state.problems.append(f"baselines not written: {error}")
+            state.problems.append(f"baselines not written: {self._shown(error)}")
         if state.options.report_dir is not None:
             from mitest.report import build_run, write_reports
 
@@ -590,13 +635,17 @@ class Recorder:
                 gate=options.gate,
                 models=state.models,
                 stale=state.stale,
+                orphans=state.orphans,
                 problems=state.problems,
             )
             try:
                 state.report_files = write_reports(run, options.report_dir)
             except (MitestError, OSError) as error:
-                state.problems.append(f"reports not written: {error}")
-        _fail_on(session, state)
+                state.problems.append(f"reports not written: {self._shown(error)}")
+
+    def _shown(self, error: BaseException) -> str:
+        """An error's message with paths inside the suite written relative to it."""
+        return str(error).replace(f"{self.state.gate.root}{os.sep}", "")
 
 
 def _fail_on(session: pytest.Session, state: State) -> None:
@@ -607,7 +656,7 @@ def _fail_on(session: pytest.Session, state: State) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash[STATE]
-    if not (state.records or state.undecided or state.problems or state.stale):
+    if not (state.records or state.undecided or state.problems or state.stale or state.orphans):
         return
     write = terminalreporter.write_line
     terminalreporter.section("mitest claims")
@@ -633,6 +682,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         write(f"{len(state.stale)} stale baseline entr{'y' if len(state.stale) == 1 else 'ies'} ({done}):")
         for entry in state.stale:
             write(f"  {entry['key']}  [{entry['baseline_file']}]: {entry['reason']}")
+    for orphan in state.orphans:
+        write(f"baseline file {orphan} has no test module any more (renamed or deleted?); remove it with git rm")
     for problem in state.problems:
         terminalreporter.write_line(f"mitest error: {problem}", red=True, bold=True)
     if state.report_files:

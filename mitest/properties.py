@@ -23,7 +23,8 @@ from .config import listeners
 from .errors import MitestError
 from .model import Model
 from .prompts import Prompts
-from .strategies import Family, source_key
+from .spec import source_key
+from .strategies import Family
 from .verdict import HOLDS, REFUTED, Verdict
 
 Property = Callable[[Prompts], object]

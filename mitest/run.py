@@ -36,7 +36,7 @@ from .positions import ALL, Positions
 from .prompts import Prompts
 from .residual import check_supported, read_stage, reader_sites, write_stage, writers
 from .sites import Site, as_sites
-from .spec import identity
+from .spec import digest, identity, source_key
 
 # value(view, batch) -> the replacement for the whole view (only selected entries are used)
 ValueFn = Callable[[torch.Tensor, Prompts], torch.Tensor]
@@ -127,7 +127,7 @@ def claim_identity(revision: str, prompts: Prompts, intervention: Intervention, 
         "model": revision,
         "prompts": prompts.fingerprint,
         "intervention": spec.key,
-        "metric": f"custom:{metric.name}" if measured is None else measured.key,
+        "metric": f"custom:{metric.name}:{digest(source_key(metric.fn))}" if measured is None else measured.key,
         "parameters": {
             **{f"intervention.{path}": value for path, value in spec.parameters.items()},
             **{f"metric.{path}": value for path, value in (measured.parameters if measured else {}).items()},

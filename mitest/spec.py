@@ -10,8 +10,11 @@ into anything a baseline is matched by.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import inspect
 import json
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 
@@ -101,3 +104,15 @@ def _plain(value: Any) -> Any:
     if callable(value):
         return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', repr(value))}"
     return value
+
+
+def source_key(fn: Callable) -> str:
+    """A stable text naming a function by its source: partials by their function and arguments,
+    callable objects by their class. Never an address, so keys agree across runs and machines."""
+    if isinstance(fn, functools.partial):
+        return f"partial({source_key(fn.func)}, {fn.args!r}, {sorted(fn.keywords.items())!r})"
+    target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else type(fn)
+    try:
+        return inspect.getsource(target)
+    except (OSError, TypeError):
+        return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', type(target).__name__)}"

@@ -16,9 +16,7 @@ builds a text family for a tokenizer; :func:`induction` and :func:`greater_than`
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import inspect
 import string
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +29,7 @@ from hypothesis import strategies as st
 
 from .errors import MitestError, PromptsError
 from .prompts import Prompts
+from .spec import source_key
 
 
 class Example(NamedTuple):
@@ -425,18 +424,6 @@ class _Seeded(_Chooser):
 
     def several(self, pool: list[int], k: int, distinct: bool) -> list[int]:
         return [int(t) for t in self.rng.choice(pool, size=k, replace=not distinct)]
-
-
-def source_key(fn: Callable) -> str:
-    """A stable text naming a function by its source: partials by their function and arguments,
-    callable objects by their class. Never an address, so keys agree across runs and machines."""
-    if isinstance(fn, functools.partial):
-        return f"partial({source_key(fn.func)}, {fn.args!r}, {sorted(fn.keywords.items())!r})"
-    target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else type(fn)
-    try:
-        return inspect.getsource(target)
-    except (OSError, TypeError):
-        return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', type(target).__name__)}"
 
 
 def _slot(name: str, slot: Any) -> Slot:

@@ -22,7 +22,8 @@ class Verdict:
     resolve the observed gap. ``notes`` are warnings about the data behind the verdict (for example
     cancellation in a causal scrubbing run), shown in the summary and the reports. ``kind`` is
     ``"equivalence"`` for claims that an effect stays within a margin (two-sided, TOST), ``"property"``
-    for a searched property (its units are the examples tried), else ``"effect"``.
+    for a searched property (its units are the examples tried), ``"sampled"`` for a comparison with
+    random circuits (its units are the draws), else ``"effect"``.
     """
 
     outcome: str

@@ -450,7 +450,7 @@ for line in sys.stdin:
             code = 0
         except KeyboardInterrupt as interrupt:  # 131: held back by the write and delivered after it
             frames = traceback.extract_tb(interrupt.__traceback__)
-            code = 131 if any(frame.name == "_sigint_deferred" for frame in frames) else 130
+            code = 131 if any(frame.name == "hold_interrupts" for frame in frames) else 130
         except BaseException:
             traceback.print_exc()
             code = 1

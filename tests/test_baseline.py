@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,12 +40,15 @@ def _compare(old_values, new_values, gate="evidence", **kwargs):
 
 
 def test_a_key_names_the_test_file_relative_to_the_baseline_folder_not_the_rootdir(tmp_path):
-    here = baseline.key(tmp_path / "suite/test_x.py", tmp_path / "suite/baselines/test_x.json", "test_a", "0")
-    moved = baseline.key(
-        "/elsewhere/checkout/suite/test_x.py", "/elsewhere/checkout/suite/baselines/test_x.json", "test_a", "0"
-    )
+    def key(root, test_file, baseline_file, claim="0"):
+        root = Path(root)
+        anchor = baseline.anchor(root / test_file, root / baseline_file, root)
+        return baseline.key(root / test_file, anchor, "test_a", claim)
+
+    here = key(tmp_path, "suite/test_x.py", "suite/baselines/test_x.json")
+    moved = key("/elsewhere/checkout", "suite/test_x.py", "suite/baselines/test_x.json")
     assert here == moved == "test_x.py::test_a::0"
-    shared = baseline.key(tmp_path / "tests/sub/test_x.py", tmp_path / "baselines/test_x.json", "test_a", "name")
+    shared = key(tmp_path, "tests/sub/test_x.py", "baselines/test_x.json", "name")
     assert shared == "tests/sub/test_x.py::test_a::name"
 
 
@@ -230,3 +234,35 @@ def test_a_changed_intervention_names_the_fields_that_changed():
         "intervention.seed 0 -> 3",
         "intervention.sites.0.index.1 1 -> 2",
     ]
+
+
+def test_a_shared_baseline_folder_outside_the_checkout_keys_by_the_suite_root(tmp_path):
+    """Review finding: --mitest-baseline-dir=../bl put the checkout's folder name into every key."""
+    for checkout in ("checkoutA", "checkoutB"):
+        root = tmp_path / checkout
+        anchor = baseline.anchor(root / "test_x.py", tmp_path / "bl" / "test_x.json", root)
+        assert baseline.key(root / "test_x.py", anchor, "test_a", "0") == "test_x.py::test_a::0"
+
+
+def test_an_entry_without_a_model_is_compared():
+    old = baseline.entry(_record(np.ones(5)))
+    del old["model"]
+    assert baseline.compare(old, _record(np.ones(5)), margin=0.2, alpha=0.01)["status"] == "same"
+
+
+def test_a_changed_custom_metric_changes_the_claim():
+    from mitest.metrics import Custom
+    from mitest.run import claim_identity
+
+    class Fake:
+        fingerprint = "p"
+
+    def first(logits, prompts):
+        return logits[:, -1, 0]
+
+    def second(logits, prompts):
+        return 0.01 * logits[:, -1, 0]
+
+    intervention = __import__("mitest").ablate("blocks.0.hook_mlp_out")
+    keys = {claim_identity("m", Fake(), intervention, Custom(fn))["metric"] for fn in (first, second)}
+    assert len(keys) == 2

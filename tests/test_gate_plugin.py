@@ -221,3 +221,82 @@ def test_paths_in_the_run_record_are_relative_to_the_suite(suite):
     run = json.loads((suite.path / "reports" / "run.json").read_text())
     assert {claim["baseline_file"] for claim in run["claims"]} == {"claims/baselines/test_gate.json"}
     assert str(suite.path) not in json.dumps(run)
+
+
+STOPPING = """
+import os
+import numpy as np
+import mitest as mt
+
+def effect():
+    rng = np.random.default_rng(0)
+    clean = rng.normal(3, 1, 30)
+    return mt.Effect.from_values(clean, clean + 1.5 + 0.3 * rng.normal(size=30))
+
+def test_a(mi):
+    effect().expect_increase(at_least=1.0)
+
+def test_b(mi):
+    assert not os.environ.get("BREAK"), "broken"
+    effect().expect_increase(at_least=1.0)
+
+def test_c(mi):
+    effect().expect_increase(at_least=1.0)
+"""
+
+
+def test_a_run_stopped_early_lists_nothing_stale_and_keeps_every_entry(suite, monkeypatch):
+    """Review finding: -x left test_c without a report, and --mitest-update-baseline deleted its entry."""
+    (suite.path / "claims" / "test_gate.py").write_text(STOPPING)
+    _run(suite, "claims").assert_outcomes(passed=3)
+    monkeypatch.setenv("BREAK", "1")
+    result = _run(suite, "claims", "-x", "--mitest-update-baseline")
+    assert "stale baseline entr" not in result.stdout.str()
+    assert sorted(_stored(suite)) == [f"test_gate.py::test_{name}::0" for name in "abc"]
+
+
+def test_a_broken_file_is_replaced_only_by_an_update_of_its_whole_module(suite):
+    _run(suite, "claims")
+    before = _stored(suite)
+    result = _run(suite, "claims", "-k", "holds", "--mitest-update-baseline", "--mitest-baseline-max-mb=0.0001")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*mitest error: claims/baselines/test_gate.json was not rewritten*whole module*"])
+    assert _stored(suite) == before
+
+
+def test_marker_settings_are_checked_like_options(suite):
+    (suite.path / "claims" / "test_gate.py").write_text(
+        SUITE.replace("def test_holds(mi):", "@pytest.mark.mitest(margin=float('nan'))\ndef test_holds(mi):")
+    )
+    result = _run(suite, "claims")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*@pytest.mark.mitest(margin=nan) must be a finite number >= 0*"])
+
+
+def test_a_renamed_module_leaves_a_baseline_file_that_is_reported(suite):
+    _run(suite, "claims")
+    (suite.path / "claims" / "test_gate.py").rename(suite.path / "claims" / "test_renamed.py")
+    result = _run(suite, "claims")
+    result.stdout.fnmatch_lines(["*baseline file claims/baselines/test_gate.json has no test module any more*"])
+    run = json.loads((suite.path / "reports" / "run.json").read_text())
+    assert run["orphans"] == ["claims/baselines/test_gate.json"]
+
+
+def test_a_claim_whose_numbers_cannot_be_stored_is_left_out_with_a_message(suite):
+    (suite.path / "claims" / "test_gate.py").write_text(
+        SUITE + "\n\ndef test_overflow(mi):\n    c = np.full(8, 1e308) + np.arange(8) * 1e292\n"
+        "    mt.Effect.from_values(c, -c).expect_increase(at_least=1.0)\n"
+    )
+    result = _run(suite, "claims")
+    result.stdout.fnmatch_lines(["*mitest error: test_gate.py::test_overflow::0 not written to claims/baselines*"])
+    assert sorted(_stored(suite)) == ["test_gate.py::test_holds::0", "test_gate.py::test_irrelevant::0"]
+    _run(suite, "claims", "-k", "not overflow").assert_outcomes(passed=2)  # the file is still readable
+
+
+def test_mitest_compare_counts_a_held_claim_the_new_run_lost(suite):
+    from mitest.cli import main as cli
+
+    _run(suite, "claims", "--mitest-report-dir", "old")
+    (suite.path / "claims" / "test_gate.py").write_text(SUITE.replace("def test_holds", "def test_renamed"))
+    _run(suite, "claims", "--mitest-report-dir", "new")
+    assert cli(["compare", str(suite.path / "old" / "run.json"), str(suite.path / "new" / "run.json")]) == 1

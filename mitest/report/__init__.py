@@ -34,11 +34,13 @@ def build_run(
     gate: str = "evidence",
     models: dict[str, dict[str, str]] | None = None,
     stale: Sequence[dict[str, Any]] = (),
+    orphans: Sequence[str] = (),
     problems: Sequence[str] = (),
 ) -> dict:
     """The run record: settings, a summary, every claim with Holm and BH adjusted p-values, the
     ``undecided`` claims (held in the baseline, not decided now because their test raised first:
-    each is a regression), the models under test, ``stale`` baseline entries and the ``problems``
+    each is a regression), the models under test, ``stale`` baseline entries, ``orphans`` (baseline
+    files whose test module is gone) and the ``problems``
     that made the run fail although its claims passed (files not written, unused candidates)."""
     from ..stats import benjamini_hochberg, holm
 
@@ -67,6 +69,7 @@ def build_run(
         "claims": claims,
         "undecided": [dict(entry) for entry in undecided],
         "stale": [dict(entry) for entry in stale],
+        "orphans": list(orphans),
         "problems": list(problems),
     }
 
