@@ -22,19 +22,13 @@ from typing import Any
 
 import pytest
 
+from mitest.errors import BaselineRegression, ClaimInconclusive, InconclusiveWarning, MitestError
+
 CLAIMS = "mitest_claims"  # key of the claim records in each report's user_properties
 UNDECIDED = "mitest_undecided"  # key of the baseline claims a failing test no longer decided
 TEST = "mitest_test"  # key of a test's module and name (for stale baseline entries)
 MODELS = "mitest_models"  # key of the models under test a worker loaded so far
 POLICIES = ("fail", "xfail", "warn")
-
-
-class BaselineRegression(AssertionError):
-    """A claim that held in the baseline no longer holds, or its effect fell beyond its margin."""
-
-
-class InconclusiveWarning(UserWarning):
-    """An INCONCLUSIVE claim under the ``warn`` policy."""
 
 
 @dataclass
@@ -311,8 +305,6 @@ class Mi:
     def claim(self, name: str) -> Iterator[None]:
         """Name the claims decided inside the block, so the baseline matches them by name rather than
         by their place in the test (adding a claim above them then changes nothing)."""
-        from mitest.errors import MitestError
-
         if not isinstance(name, str) or not name.strip() or name.strip().isdigit() or "::" in name:
             raise MitestError(f"mi.claim needs a name with a letter in it and no '::', got {name!r:.80}")
         self._state.naming.append(name.strip())
@@ -412,8 +404,6 @@ def pytest_runtest_call(item: pytest.Item):
         )
     item.user_properties.append((CLAIMS, json.dumps(_json_safe(records), allow_nan=False)))
     if failure is not None:
-        from mitest.claims import ClaimInconclusive
-
         if isinstance(failure, ClaimInconclusive) and not problems:
             return _inconclusive(failure, overrides.get("inconclusive", state.options.inconclusive))
         if problems:
@@ -567,8 +557,6 @@ class Recorder:
             return  # not a claims run: leave the report folder alone
         state.records.sort(key=lambda r: (r["test"], r["index"]))
         state.undecided.sort(key=lambda u: (u["test"], u["key"]))
-        from mitest.errors import MitestError
-
         decided = {record["key"] for record in state.records} | {entry["key"] for entry in state.undecided}
         try:
             tests = {test["prefix"]: test for test in state.tests.values()}
