@@ -18,11 +18,18 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from mitest.errors import BaselineRegression, ClaimInconclusive, InconclusiveWarning, MitestError
+
+if TYPE_CHECKING:  # the plugin imports no torch at run time
+    from mitest.candidates import Candidates, Source
+    from mitest.circuits import CircuitTest
+    from mitest.claims import Effect
+    from mitest.gating import Gate
+    from mitest.model import Model
 
 CLAIMS = "mitest_claims"  # key of the claim records in each report's user_properties
 UNDECIDED = "mitest_undecided"  # key of the baseline claims a failing test no longer decided
@@ -53,8 +60,8 @@ class Options:
 @dataclass
 class State:
     options: Options
-    gate: Any  # mitest.gating.Gate
-    candidates: Any  # mitest.candidates.Candidates
+    gate: Gate
+    candidates: Candidates
     records: list[dict[str, Any]] = field(default_factory=list)
     undecided: list[dict[str, Any]] = field(default_factory=list)  # held in the baseline, not decided now
     tests: dict[str, dict[str, Any]] = field(default_factory=dict)  # node id -> key prefix, module, whole, passed
@@ -295,7 +302,7 @@ class Mi:
         self.n = state.options.n
         self._state = state
 
-    def model(self, name: str, default: Any) -> Any:
+    def model(self, name: str, default: Source) -> Model:
         """The model under test called ``name``: the ``--mitest-model NAME=PATH`` candidate when one is
         given, else ``default`` (a zoo name, a saved model directory relative to the rootdir, or a
         function returning an ``mt.Model``). Loaded once per session."""
@@ -313,13 +320,13 @@ class Mi:
         finally:
             self._state.naming.pop()
 
-    def measure(self, model: Any, prompts: Any, intervention: Any, metric: Any, **kwargs: Any) -> Any:
+    def measure(self, model: Any, prompts: Any, intervention: Any, metric: Any, **kwargs: Any) -> Effect:
         """``mt.measure`` with the session's caches; claims on the result are recorded for reports."""
         from mitest.run import measure
 
         return measure(model, prompts, intervention, metric, **kwargs)
 
-    def circuit(self, model: Any, prompts: Any, circuit: Any, metric: Any, **kwargs: Any) -> Any:
+    def circuit(self, model: Any, prompts: Any, circuit: Any, metric: Any, **kwargs: Any) -> CircuitTest:
         """``mt.circuit`` with the session's caches; its claims are recorded for reports."""
         from mitest.circuits import circuit as circuit_test
 
