@@ -2,7 +2,7 @@
 
 Quick tour::
 
-    import mitest as mt
+    import mitest
     model = mt.Model.load("path/to/model")
     prompts = mt.Prompts(tokens, answers=answers, wrong=wrong)
     effect = mt.measure(model, prompts, mt.ablate(mt.heads("1.4", "1.6"), method="mean"),
@@ -15,7 +15,75 @@ Names load on first use, so ``import mitest`` (and the pytest plugin) does not i
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # static view of the lazy names below; nothing is imported at run time
+    from . import metrics, stats, strategies, zoo
+    from .circuits import CircuitTest, circuit
+    from .claims import Effect, expect_monotonic
+    from .config import settings
+    from .directions import mean_difference
+    from .errors import (
+        BaselineError,
+        BaselineRegression,
+        CandidateError,
+        ClaimFailure,
+        ClaimInconclusive,
+        ClaimRefuted,
+        HookNotFiredError,
+        HypothesisError,
+        InconclusiveWarning,
+        InterventionError,
+        MetricError,
+        MitestError,
+        MitestWarning,
+        ModelError,
+        ModelLoadError,
+        NoOpInterventionWarning,
+        PositionsError,
+        PromptsError,
+        ReportError,
+        ResampleWarning,
+        SettingsError,
+        SiteError,
+        StatsError,
+        WriteError,
+        ZooError,
+    )
+    from .hypothesis import Hypothesis
+    from .interventions import (
+        Ablate,
+        Combined,
+        Intervention,
+        Patch,
+        PathPatch,
+        Scrub,
+        Steer,
+        ablate,
+        combine,
+        patch,
+        path_patch,
+        scrub,
+        steer,
+    )
+    from .model import Model
+    from .positions import Positions, as_positions
+    from .prompts import Prompts
+    from .properties import expect_for_all
+    from .run import activations, measure
+    from .sites import (
+        Site,
+        Sites,
+        attn,
+        direction,
+        head,
+        heads,
+        mlp,
+        neurons,
+        resid,
+        site,
+    )
+    from .verdict import HOLDS, INCONCLUSIVE, REFUTED, Verdict
 
 __version__ = "0.1.0"
 
@@ -26,27 +94,39 @@ _EXPORTS = {
     "strategies": "mitest.strategies",
     "zoo": "mitest.zoo",
     "Effect": "mitest.claims",
-    "ClaimInconclusive": "mitest.claims",
-    "ClaimRefuted": "mitest.claims",
     "expect_monotonic": "mitest.claims",
     "expect_for_all": "mitest.properties",
     "circuit": "mitest.circuits",
     "CircuitTest": "mitest.circuits",
+    "BaselineError": "mitest.errors",
+    "BaselineRegression": "mitest.errors",
+    "CandidateError": "mitest.errors",
+    "ClaimFailure": "mitest.errors",
+    "ClaimInconclusive": "mitest.errors",
+    "ClaimRefuted": "mitest.errors",
     "HookNotFiredError": "mitest.errors",
+    "HypothesisError": "mitest.errors",
+    "InconclusiveWarning": "mitest.errors",
     "InterventionError": "mitest.errors",
     "MetricError": "mitest.errors",
     "MitestError": "mitest.errors",
+    "MitestWarning": "mitest.errors",
+    "ModelError": "mitest.errors",
     "ModelLoadError": "mitest.errors",
     "NoOpInterventionWarning": "mitest.errors",
     "PositionsError": "mitest.errors",
     "PromptsError": "mitest.errors",
+    "ReportError": "mitest.errors",
+    "ResampleWarning": "mitest.errors",
+    "SettingsError": "mitest.errors",
     "SiteError": "mitest.errors",
+    "StatsError": "mitest.errors",
     "WriteError": "mitest.errors",
+    "ZooError": "mitest.errors",
     "Ablate": "mitest.interventions",
     "Combined": "mitest.interventions",
     "Intervention": "mitest.interventions",
     "Hypothesis": "mitest.hypothesis",
-    "HypothesisError": "mitest.hypothesis",
     "Patch": "mitest.interventions",
     "PathPatch": "mitest.interventions",
     "Steer": "mitest.interventions",

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MitestError
+from .errors import BaselineError, DuplicateKeyError
 
 SCHEMA, VERSION = "mitest.baseline", 2
 OUTCOMES = ("HOLDS", "REFUTED", "INCONCLUSIVE")
@@ -38,10 +38,6 @@ GATES = ("evidence", "prove")
 MAX_BYTES = 64 * 2**20  # a baseline larger than this is refused (--mitest-baseline-max-mb raises it)
 RELATIVE_TOLERANCE = 1e-6  # numbers of a definition that differ by less are the same number
 SEARCHED = ("property", "sampled")  # claim kinds whose units are not the prompts
-
-
-class BaselineError(MitestError, ValueError):
-    """A baseline file is missing pieces, hand-broken, too large or from another schema."""
 
 
 # -- keys ------------------------------------------------------------------------------------------
@@ -91,7 +87,7 @@ def load(path: Path, *, max_bytes: int = MAX_BYTES) -> dict[str, dict[str, Any]]
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
-    except _DuplicateKey as duplicate:
+    except DuplicateKeyError as duplicate:
         raise BaselineError(f"baseline {path} holds the key {duplicate.args[0]!r} twice; {fix}") from None
     except OSError as error:
         reason = error.strerror or error
@@ -122,16 +118,12 @@ def load(path: Path, *, max_bytes: int = MAX_BYTES) -> dict[str, dict[str, Any]]
     return data["claims"]
 
 
-class _DuplicateKey(ValueError):
-    pass
-
-
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object that refuses a repeated key (json keeps the last one silently)."""
     data: dict[str, Any] = {}
     for name, value in pairs:
         if name in data:
-            raise _DuplicateKey(name)
+            raise DuplicateKeyError(name)
         data[name] = value
     return data
 
@@ -331,7 +323,7 @@ def compare(
 ) -> dict[str, Any]:
     """Compare a claim record with its baseline entry; returns status, message and the numbers."""
     if gate not in GATES:
-        raise ValueError(f"gate must be one of {', '.join(GATES)}, got {gate!r}")
+        raise BaselineError(f"gate must be one of {', '.join(GATES)}, got {gate!r}")
     if old is None:
         return {"status": "new", "message": "no baseline for this claim"}
     changed = changes(old["definition"], record["definition"])

@@ -12,13 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import MitestError
+from .errors import CandidateError
 
 Source = str | os.PathLike | Callable[[], Any]
-
-
-class CandidateError(MitestError, ValueError):
-    """A ``--mitest-model`` value or an ``mi.model`` default that names no loadable model."""
 
 
 def parse(values: Iterable[str], base: Path) -> dict[str, str]:

@@ -16,24 +16,8 @@ import pandas as pd
 
 from . import stats
 from .config import claim_alpha, listeners, settings
-from .errors import MitestError
+from .errors import ClaimInconclusive, ClaimRefuted, MitestError
 from .verdict import HOLDS, INCONCLUSIVE, REFUTED, Verdict
-
-
-class ClaimRefuted(AssertionError):
-    """The data reject the claim. ``.verdict`` holds the numbers."""
-
-    def __init__(self, verdict: Verdict) -> None:
-        super().__init__(verdict.summary())
-        self.verdict = verdict
-
-
-class ClaimInconclusive(AssertionError):
-    """The data neither support nor reject the claim at this n. ``.verdict`` holds the numbers."""
-
-    def __init__(self, verdict: Verdict) -> None:
-        super().__init__(verdict.summary())
-        self.verdict = verdict
 
 
 @dataclass(frozen=True)

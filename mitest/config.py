@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import SettingsError
+
 
 @dataclass
 class Settings:
@@ -34,8 +36,8 @@ def claim_alpha(alpha: float | None = None) -> float:
     """The alpha one claim is tested at: its own, or the suite's alpha divided by the family size."""
     if alpha is not None:
         if not 0 < alpha < 0.5:
-            raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
+            raise SettingsError(f"alpha must be in (0, 0.5), got {alpha}")
         return float(alpha)
     if not 0 < settings.alpha < 0.5:
-        raise ValueError(f"mt.settings.alpha must be in (0, 0.5), got {settings.alpha}")
+        raise SettingsError(f"mt.settings.alpha must be in (0, 0.5), got {settings.alpha}")
     return settings.alpha / max(1, settings.family_size)

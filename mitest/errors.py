@@ -1,12 +1,48 @@
-"""Exceptions and warnings raised by mitest.
+"""Every exception and warning mitest raises, in one torch-free module.
 
-Every error a user can trigger derives from :class:`MitestError` and names the problem and the fix.
+Three roots: :class:`MitestError` for bad input or a failed intervention (each also subclasses the
+builtin it refines, so ``except ValueError`` keeps working), :class:`ClaimFailure` for a claim that
+did not hold (an ``AssertionError``, so pytest reports a failed test), and :class:`MitestWarning`
+for every warning. Messages name the problem and the fix.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .verdict import Verdict
+
+# -- claims ----------------------------------------------------------------------------------------
+
+
+class ClaimFailure(AssertionError):
+    """A claim that did not hold: refuted, inconclusive, or regressed against its baseline."""
+
+
+class ClaimRefuted(ClaimFailure):
+    """The data reject the claim. ``.verdict`` holds the numbers."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.summary())
+        self.verdict = verdict
+
+
+class ClaimInconclusive(ClaimFailure):
+    """The data neither support nor reject the claim at this n. ``.verdict`` holds the numbers."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.summary())
+        self.verdict = verdict
+
+
+class BaselineRegression(ClaimFailure):
+    """A claim that held in the baseline no longer holds, or its effect fell beyond its margin."""
+
+
+# -- bad input -------------------------------------------------------------------------------------
 
 
 class MitestError(Exception):
@@ -49,8 +85,62 @@ class HookNotFiredError(MitestError, RuntimeError):
     """A hook was installed but the model's forward pass never reached it."""
 
 
-class NoOpInterventionWarning(UserWarning):
+class ModelError(MitestError, TypeError):
+    """The object given as a model is not one mitest can run (not an nn.Module, or it returns no logits)."""
+
+
+class SettingsError(MitestError, ValueError):
+    """A suite setting or a claim's own alpha is out of range."""
+
+
+class StatsError(MitestError, ValueError):
+    """A statistics function was called with arguments it cannot test (an unknown alternative, too few units)."""
+
+
+class BaselineError(MitestError, ValueError):
+    """A baseline file is missing pieces, hand-broken, too large or from another schema."""
+
+
+class DuplicateKeyError(BaselineError):
+    """A JSON object of a baseline holds one key twice; ``args[0]`` is the key."""
+
+
+class ReportError(MitestError, ValueError):
+    """A run file is not a mitest run record (wrong schema, version or shape)."""
+
+
+class HypothesisError(MitestError, ValueError):
+    """A hypothesis that cannot be scrubbed: an unknown node, a backward edge, a bad feature."""
+
+
+class CandidateError(MitestError, ValueError):
+    """A ``--mitest-model`` value or an ``mi.model`` default that names no loadable model."""
+
+
+class ZooError(MitestError, ValueError):
+    """A zoo model was asked for with arguments it cannot be built with."""
+
+
+# -- warnings --------------------------------------------------------------------------------------
+
+
+class MitestWarning(UserWarning):
+    """Base class of every warning mitest emits."""
+
+
+class NoOpInterventionWarning(MitestWarning):
     """An intervention's hooks fired but left every activation they touched unchanged."""
+
+
+class InconclusiveWarning(MitestWarning):
+    """An INCONCLUSIVE claim under the ``warn`` policy."""
+
+
+class ResampleWarning(MitestWarning):
+    """The resample count needed for the requested alpha was capped; interval tails are approximate."""
+
+
+# -- messages --------------------------------------------------------------------------------------
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:

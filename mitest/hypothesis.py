@@ -20,7 +20,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from .errors import MitestError, closest
+from .errors import HypothesisError, closest
 from .positions import ALL
 from .sites import Site, as_sites
 from .spec import Spec
@@ -31,10 +31,6 @@ NODE_SITES = r"blocks\.\d+\.(attn\.hook_z|hook_mlp_out|hook_resid_pre|hook_resid
 ALL_INPUTS = "all"
 
 Feature = Callable[["Prompt"], Hashable]
-
-
-class HypothesisError(MitestError, ValueError):
-    """A hypothesis that cannot be scrubbed: an unknown node, a backward edge, a bad feature."""
 
 
 class Prompt(NamedTuple):

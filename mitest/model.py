@@ -19,7 +19,7 @@ from torch import nn
 
 from .architectures import Dims, Family, HookPoint, dims_for, family_for
 from .cache import RunCache
-from .errors import ModelLoadError, SiteError, closest
+from .errors import ModelError, ModelLoadError, SiteError, closest
 from .hooks import inference_mode
 
 
@@ -31,7 +31,7 @@ class Model:
 
     def __init__(self, hf_model: nn.Module, tokenizer: Any = None) -> None:
         if not isinstance(hf_model, nn.Module):
-            raise TypeError(f"Model wraps a torch nn.Module (a transformers model), got {type(hf_model).__name__}")
+            raise ModelError(f"Model wraps a torch nn.Module (a transformers model), got {type(hf_model).__name__}")
         self.hf_model = hf_model
         self.tokenizer = tokenizer
         self.config = getattr(hf_model, "config", None)
@@ -117,7 +117,7 @@ class Model:
         output = self.hf_model(input_ids=input_ids, attention_mask=attention_mask)
         logits = output.logits if hasattr(output, "logits") else output[0] if isinstance(output, tuple) else output
         if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
-            raise TypeError(
+            raise ModelError(
                 f"{type(self.hf_model).__name__} did not return [batch, pos, vocab] logits; "
                 "wrap a model with a language-modelling head (e.g. AutoModelForCausalLM)"
             )

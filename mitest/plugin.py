@@ -18,23 +18,24 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from mitest.errors import BaselineRegression, ClaimInconclusive, InconclusiveWarning, MitestError
+
+if TYPE_CHECKING:  # the plugin imports no torch at run time
+    from mitest.candidates import Candidates, Source
+    from mitest.circuits import CircuitTest
+    from mitest.claims import Effect
+    from mitest.gating import Gate
+    from mitest.model import Model
 
 CLAIMS = "mitest_claims"  # key of the claim records in each report's user_properties
 UNDECIDED = "mitest_undecided"  # key of the baseline claims a failing test no longer decided
 TEST = "mitest_test"  # key of a test's module and name (for stale baseline entries)
 MODELS = "mitest_models"  # key of the models under test a worker loaded so far
 POLICIES = ("fail", "xfail", "warn")
-
-
-class BaselineRegression(AssertionError):
-    """A claim that held in the baseline no longer holds, or its effect fell beyond its margin."""
-
-
-class InconclusiveWarning(UserWarning):
-    """An INCONCLUSIVE claim under the ``warn`` policy."""
 
 
 @dataclass
@@ -59,8 +60,8 @@ class Options:
 @dataclass
 class State:
     options: Options
-    gate: Any  # mitest.gating.Gate
-    candidates: Any  # mitest.candidates.Candidates
+    gate: Gate
+    candidates: Candidates
     records: list[dict[str, Any]] = field(default_factory=list)
     undecided: list[dict[str, Any]] = field(default_factory=list)  # held in the baseline, not decided now
     tests: dict[str, dict[str, Any]] = field(default_factory=dict)  # node id -> key prefix, module, whole, passed
@@ -325,7 +326,7 @@ class Mi:
         self.n = state.options.n
         self._state = state
 
-    def model(self, name: str, default: Any) -> Any:
+    def model(self, name: str, default: Source) -> Model:
         """The model under test called ``name``: the ``--mitest-model NAME=PATH`` candidate when one is
         given, else ``default`` (a zoo name, a saved model directory relative to the rootdir, or a
         function returning an ``mt.Model``). Loaded once per session."""
@@ -335,8 +336,6 @@ class Mi:
     def claim(self, name: str) -> Iterator[None]:
         """Name the claims decided inside the block, so the baseline matches them by name rather than
         by their place in the test (adding a claim above them then changes nothing)."""
-        from mitest.errors import MitestError
-
         if not isinstance(name, str) or not name.strip() or name.strip().isdigit() or "::" in name or "#" in name:
             raise MitestError(f"mi.claim needs a name that is not a number and holds no '::' or '#', got {name!r:.80}")
         self._state.naming.append(name.strip())
@@ -345,13 +344,13 @@ class Mi:
         finally:
             self._state.naming.pop()
 
-    def measure(self, model: Any, prompts: Any, intervention: Any, metric: Any, **kwargs: Any) -> Any:
+    def measure(self, model: Any, prompts: Any, intervention: Any, metric: Any, **kwargs: Any) -> Effect:
         """``mt.measure`` with the session's caches; claims on the result are recorded for reports."""
         from mitest.run import measure
 
         return measure(model, prompts, intervention, metric, **kwargs)
 
-    def circuit(self, model: Any, prompts: Any, circuit: Any, metric: Any, **kwargs: Any) -> Any:
+    def circuit(self, model: Any, prompts: Any, circuit: Any, metric: Any, **kwargs: Any) -> CircuitTest:
         """``mt.circuit`` with the session's caches; its claims are recorded for reports."""
         from mitest.circuits import circuit as circuit_test
 
@@ -401,8 +400,6 @@ def pytest_runtest_call(item: pytest.Item):
         record = _record(item, len(records), name, verdict, effect, per_prompt, state.options.seed)
         record["key"] = state.gate.key(item.path, _test_name(item), claim)
         if any(earlier["key"] == record["key"] for earlier in records):
-            from mitest.errors import MitestError
-
             raise MitestError(f"two claims of this test would share the baseline key {record['key']!r}")
         record["seconds"] = round(time.perf_counter() - started, 4)
         records.append(record)
@@ -440,8 +437,6 @@ def pytest_runtest_call(item: pytest.Item):
         )
     item.user_properties.append((CLAIMS, json.dumps(_json_safe(records), allow_nan=False)))
     if failure is not None:
-        from mitest.claims import ClaimInconclusive
-
         if isinstance(failure, ClaimInconclusive) and not problems:
             return _inconclusive(failure, overrides.get("inconclusive", state.options.inconclusive))
         if problems:
@@ -607,8 +602,6 @@ class Recorder:
 
     def _write(self, session: pytest.Session) -> None:
         """Stale entries, then the baselines and the reports, each an all-or-nothing write."""
-        from mitest.errors import MitestError
-
         state = self.state
         decided = {record["key"] for record in state.records} | {entry["key"] for entry in state.undecided}
         # A run stopped early (-x, --maxfail, --sw) did not reach every collected test: nothing is stale.

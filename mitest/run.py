@@ -76,7 +76,7 @@ def measure(
         from .scrubbing import scrub_effect  # scrubbing builds on this module's engine
 
         return scrub_effect(model, prompts, intervention.parts()[0], metric, batch_size)
-    engine = _Engine(model, batch_size)
+    engine = Engine(model, batch_size)
     plans = [plan for part in intervention.parts() for plan in _plans(part, model, prompts)]
     engine.eager = any(plan.point.kind == "pattern" for plan in plans)
     run_prompts = _input_prompts(intervention, prompts)
@@ -93,7 +93,7 @@ def measure(
 
 
 def effect_of(
-    engine: _Engine,
+    engine: Engine,
     prompts: Prompts,
     intervention: Intervention,
     metric: Metric,
@@ -149,7 +149,8 @@ def _corrupted(prompts: Prompts, needed_by: str) -> Prompts:
     return prompts.corrupted
 
 
-def _check_fired(stats: list[HookStats], passes: int) -> None:
+def check_fired(stats: list[HookStats], passes: int) -> None:
+    """Raise :class:`HookNotFiredError` unless every hook fired once per forward pass."""
     for s in stats:
         if s.fired < passes:
             raise HookNotFiredError(
@@ -159,7 +160,7 @@ def _check_fired(stats: list[HookStats], passes: int) -> None:
 
 
 def _check_hooks(stats: list[HookStats], passes: int, intervention: Intervention, strict: bool) -> None:
-    _check_fired(stats, passes)
+    check_fired(stats, passes)
     unchanged = sorted({s.site for s in stats if not s.changed})
     if unchanged:
         message = (
@@ -193,8 +194,8 @@ def activations(model: Model | nn.Module, prompts: Prompts, site: Any, *, batch_
         raise SiteError(f"activations() reads whole sites; drop the direction from {site}")
     site.positions.check_count(len(prompts))
     point = model.resolve(site.name)
-    _check_index(site, point)
-    engine = _Engine(model, batch_size)
+    check_index(site, point)
+    engine = Engine(model, batch_size)
     engine.eager = point.kind == "pattern"
     values = engine.capture(prompts, point).detach().float().cpu().clone()
     values[torch.arange(values.shape[1])[None, :] >= prompts.lengths[:, None]] = 0.0  # padding
@@ -228,7 +229,7 @@ def _checked(model: Model | nn.Module, prompts: Prompts, batch_size: int) -> Mod
     return model
 
 
-class _Engine:
+class Engine:
     """Forward passes over batches, with results cached on the model."""
 
     def __init__(self, model: Model, batch_size: int) -> None:
@@ -307,7 +308,7 @@ class _Engine:
             stores = {key: self._reader(prompts, point, hooks) for key, point in missing.items()}
             self.run(prompts, hooks, lambda batch, logits: None)
             for key, (store, stats) in stores.items():
-                _check_fired([stats], self.passes(prompts))
+                check_fired([stats], self.passes(prompts))
                 found[key] = self.cache.get(key, lambda store=store: store[0])
         return [found[key] for key in keys]
 
@@ -356,7 +357,7 @@ class _Engine:
         hooks = HookSet(self.model.hf_model)
         stats = hooks.add(point, read)
         self.run(prompts, hooks, lambda batch, logits: None)
-        _check_fired([stats], self.passes(prompts))
+        check_fired([stats], self.passes(prompts))
 
     def path_inputs(self, part: PathPatch, prompts: Prompts) -> dict[str, torch.Tensor]:
         """The readers' values when only the direct paths from ``part.sender`` carry its source value.
@@ -387,7 +388,7 @@ class _Engine:
             ]
             stores = {point.name: self._reader(base, point, hooks) for point in readers}
             self.run(base, hooks, lambda batch, logits: None)
-            _check_fired(frozen + [stats for _, stats in stores.values()], self.passes(base))
+            check_fired(frozen + [stats for _, stats in stores.values()], self.passes(base))
             return {name: store[0] for name, (store, _) in stores.items()}
 
         return self.cache.get(("paths", self.eager, base.fingerprint, part.key()), compute)
@@ -400,26 +401,26 @@ class _Engine:
 
         def edit(view: torch.Tensor) -> torch.Tensor:
             batch = self.current
-            value = _rows(held, batch.index, view, point)
+            value = take_rows(held, batch.index, view, point)
             for site in chosen:
-                select = _selection(view, batch, site)
-                sent = _rows(source, batch.index, view, point)
+                select = selection_mask(view, batch, site)
+                sent = take_rows(source, batch.index, view, point)
                 value = sent if select is None else torch.where(select, sent, value)
             return value
 
         return edit
 
-    def captured(self, prompts: Prompts, plans: list[_Plan], points: list[HookPoint]) -> list[torch.Tensor]:
+    def captured(self, prompts: Prompts, plans: list[Plan], points: list[HookPoint]) -> list[torch.Tensor]:
         """Activations at ``points`` (each ``[n, max_len, ...]``) with every plan's edit installed."""
         hooks = HookSet(self.model.hf_model)
         stats = [hooks.add(plan.point, self._edit(plan)) for plan in plans]
         stores = [self._reader(prompts, point, hooks) for point in points]
         self.run(prompts, hooks, lambda batch, logits: None)
-        _check_fired(stats + [read for _, read in stores], self.passes(prompts))
+        check_fired(stats + [read for _, read in stores], self.passes(prompts))
         return [store[0] for store, _ in stores]
 
     def intervened(
-        self, prompts: Prompts, plans: list[_Plan], metric: Metric, references: list | None
+        self, prompts: Prompts, plans: list[Plan], metric: Metric, references: list | None
     ) -> tuple[np.ndarray, np.ndarray, list[HookStats]]:
         """Metric and top-1 token per prompt with every plan's edit installed; also the hooks' stats."""
         hooks = HookSet(self.model.hf_model)
@@ -435,7 +436,7 @@ class _Engine:
         self.run(prompts, hooks, on_batch)
         return _to_numpy(values, metric), np.concatenate(top1), stats
 
-    def _edit(self, plan: _Plan) -> Callable[[torch.Tensor], torch.Tensor]:
+    def _edit(self, plan: Plan) -> Callable[[torch.Tensor], torch.Tensor]:
         site = plan.site
 
         def edit(view: torch.Tensor) -> torch.Tensor:
@@ -448,7 +449,7 @@ class _Engine:
             if plan.point.kind == "pattern":  # a pattern never puts weight on a prompt's padding
                 keys = torch.arange(view.shape[-1], device=view.device) < batch.lengths.to(view.device)[:, None]
                 value = value * keys[:, None, None, :]
-            select = _selection(view, batch, site)
+            select = selection_mask(view, batch, site)
             return value if select is None else torch.where(select, value, view)
 
         return edit
@@ -521,7 +522,7 @@ def _unit(site: Site, view: torch.Tensor) -> torch.Tensor:
     return (vector / vector.norm()).to(torch.float32)
 
 
-def _selection(view: torch.Tensor, batch: Prompts, site: Site) -> torch.Tensor | None:
+def selection_mask(view: torch.Tensor, batch: Prompts, site: Site) -> torch.Tensor | None:
     """Boolean mask broadcastable to ``view`` of the entries the site covers (None: all)."""
     select = None
     if site.positions != ALL:
@@ -544,7 +545,7 @@ def _selection(view: torch.Tensor, batch: Prompts, site: Site) -> torch.Tensor |
 
 
 @dataclass
-class _Plan:
+class Plan:
     """How to compute one site's new value; ``prepare`` fetches what it needs before the run."""
 
     part: Intervention
@@ -553,19 +554,19 @@ class _Plan:
     project: bool
     value: ValueFn = None  # type: ignore[assignment]
 
-    def prepare(self, engine: _Engine, prompts: Prompts, run_prompts: Prompts) -> None:
+    def prepare(self, engine: Engine, prompts: Prompts, run_prompts: Prompts) -> None:
         part = self.part
         if isinstance(part, Steer):
             step = torch.tensor(self.site.direction, dtype=torch.float64) * part.coef
             self.value = lambda view, batch: view + _fit(step, view, self.site).to(dtype=view.dtype)
         elif isinstance(part, PathPatch):
             acts = engine.path_inputs(part, prompts)[self.point.name]
-            self.value = lambda view, batch: _rows(acts, batch.index, view, self.point)
+            self.value = lambda view, batch: take_rows(acts, batch.index, view, self.point)
         elif isinstance(part, Patch):
             source = _patch_source(part, prompts)
             source.check_vocab(engine.model.vocab_size)
             acts = engine.capture(source, self.point)
-            self.value = lambda view, batch: _rows(acts, batch.index, view, self.point)
+            self.value = lambda view, batch: take_rows(acts, batch.index, view, self.point)
         elif part.method == "zero":
             self.value = lambda view, batch: torch.zeros_like(view)
         elif part.method == "mean":
@@ -577,10 +578,10 @@ class _Plan:
             donors, reference = _donors(part, prompts)
             reference.check_vocab(engine.model.vocab_size)
             acts = engine.capture(reference, self.point)
-            self.value = lambda view, batch: _rows(acts, donors[batch.index], view, self.point)
+            self.value = lambda view, batch: take_rows(acts, donors[batch.index], view, self.point)
 
 
-def _plans(part: Intervention, model: Model, prompts: Prompts) -> list[_Plan]:
+def _plans(part: Intervention, model: Model, prompts: Prompts) -> list[Plan]:
     named = (*part.sender, *part.receivers) if isinstance(part, PathPatch) else _sites_of(part)
     for site in named:
         site.positions.check_count(len(prompts))
@@ -588,9 +589,9 @@ def _plans(part: Intervention, model: Model, prompts: Prompts) -> list[_Plan]:
     plans = []
     for site in sites:
         point = model.resolve(site.name)
-        _check_index(site, point)
+        check_index(site, point)
         project = site.direction is not None and not isinstance(part, Steer)
-        plans.append(_Plan(part, site, point, project))
+        plans.append(Plan(part, site, point, project))
     return plans
 
 
@@ -606,7 +607,7 @@ def _path_senders(model: Model, part: PathPatch) -> tuple[Site, ...]:
         if site.name.endswith(".hook_attn_out"):
             site = Site(site.name.replace(".hook_attn_out", ".attn.hook_z"), None, site.positions)
         write_stage(site.name)  # raises for sites that do not write to the residual stream
-        _check_index(site, model.resolve(site.name))
+        check_index(site, model.resolve(site.name))
         senders.append(site)
     return tuple(senders)
 
@@ -618,7 +619,7 @@ def _path_readers(model: Model, part: PathPatch) -> list[Site]:
     readers = []
     for receiver in part.receivers:
         for site in reader_sites(model, receiver):
-            _check_index(site, model.resolve(site.name))
+            check_index(site, model.resolve(site.name))
             if read_stage(model, site.name) < write_stage(last.name):
                 raise InterventionError(
                     f"{last} writes to the residual stream after {receiver} reads it; a path runs forward, "
@@ -628,7 +629,8 @@ def _path_readers(model: Model, part: PathPatch) -> list[Site]:
     return readers
 
 
-def _check_index(site: Site, point: HookPoint) -> None:
+def check_index(site: Site, point: HookPoint) -> None:
+    """Raise :class:`SiteError` unless the site's head or neuron indices exist at ``point``."""
     if site.index is None:
         return
     if point.components is None:
@@ -643,7 +645,8 @@ def _check_index(site: Site, point: HookPoint) -> None:
         )
 
 
-def _rows(acts: torch.Tensor, rows: torch.Tensor, view: torch.Tensor, point: HookPoint) -> torch.Tensor:
+def take_rows(acts: torch.Tensor, rows: torch.Tensor, view: torch.Tensor, point: HookPoint) -> torch.Tensor:
+    """Rows ``rows`` of stored activations ``acts``, cut to the length (and shape) of ``view``."""
     length = view.shape[1]
     value = acts[rows.to(acts.device), :length]
     if point.kind == "pattern":

@@ -37,7 +37,7 @@ from .metrics import Metric
 from .model import Model
 from .prompts import Prompts
 from .residual import EMBED, LOGITS, check_separate_heads, check_supported, read_stage, write_stage, writers
-from .run import _check_fired, _check_index, _Engine, _Plan, _rows, _selection, effect_of
+from .run import Engine, Plan, check_fired, check_index, effect_of, selection_mask, take_rows
 from .sites import Site
 
 CANCELLING_SHARE = 0.05  # share of prompts on each side of the clean model that counts as cancellation
@@ -48,7 +48,7 @@ def scrub_effect(model: Model, prompts: Prompts, part: Scrub, metric: Metric, ba
     resampled (``corrupted``) metric values per prompt, with notes on unmatched features and cancellation.
     """
     check_supported(model, "scrub")
-    engine = _Engine(model, batch_size)
+    engine = Engine(model, batch_size)
     clean, references, clean_top1 = engine.metric_values(prompts, metric)
     scrubber = _Scrubber(engine, prompts, part)
     scrubbed, top1, stats = scrubber.output(
@@ -63,7 +63,7 @@ def scrub_effect(model: Model, prompts: Prompts, part: Scrub, metric: Metric, ba
 class _Scrubber:
     """Evaluates nodes of one hypothesis on resampled prompts, with one seeded generator."""
 
-    def __init__(self, engine: _Engine, prompts: Prompts, part: Scrub) -> None:
+    def __init__(self, engine: Engine, prompts: Prompts, part: Scrub) -> None:
         self.engine, self.prompts, self.part = engine, prompts, part
         self.hypothesis: Hypothesis = part.hypothesis
         self.model = engine.model
@@ -71,7 +71,7 @@ class _Scrubber:
         names = writers(self.model)
         self.points = {name: self.model.resolve(name) for name in names}
         for name, site in self.hypothesis.nodes:
-            _check_index(site, self.model.resolve(site.name))
+            check_index(site, self.model.resolve(site.name))
             if self._split(name):
                 check_separate_heads(self.model, f"node {name!r} with edges into its q, k or v")
         self.clean = dict(zip(names, engine.capture_all(prompts, list(self.points.values())), strict=True))
@@ -95,7 +95,7 @@ class _Scrubber:
         rows = np.arange(len(self.prompts))
         plans = self._inputs(OUTPUT, parents(OUTPUT, ALL_INPUTS), rows, read_stage(self.model, LOGITS))
         values, top1, stats = self.engine.intervened(self.prompts, plans, metric, references)
-        _check_fired(stats, self.engine.passes(self.prompts))
+        check_fired(stats, self.engine.passes(self.prompts))
         return values, top1, stats
 
     def value(self, node: str, rows: np.ndarray) -> torch.Tensor:
@@ -115,7 +115,7 @@ class _Scrubber:
             plans = self._inputs(node, self.hypothesis.parents(node, read), rows, stage)
             acts = self.engine.captured(self.prompts, plans, [read_point])[0]
             combined.append(
-                _Plan(self.part, Site(read_point.name, site.index), read_point, False, _copy(acts, read_point))
+                Plan(self.part, Site(read_point.name, site.index), read_point, False, _copy(acts, read_point))
             )
         return self.engine.captured(self.prompts, combined, [point])[0]
 
@@ -136,7 +136,7 @@ class _Scrubber:
         """Whether the hypothesis gives the head node's q, k and v inputs separate parents."""
         return any(edge.child == node and edge.read != ALL_INPUTS for edge in self.hypothesis.edges)
 
-    def _inputs(self, node: str, parents: tuple[str, ...], rows: np.ndarray, stage: int) -> list[_Plan]:
+    def _inputs(self, node: str, parents: tuple[str, ...], rows: np.ndarray, stage: int) -> list[Plan]:
         """Plans replacing every writer up to ``stage``: claimed parents resampled by feature, the rest random."""
         random_rows = torch.from_numpy(self._other(rows))
         claimed = [(self.hypothesis.site(p), self.value(p, self._agreeing(rows, p))) for p in parents]
@@ -148,13 +148,13 @@ class _Scrubber:
             if below < write_stage(name) <= stage:
                 mine = [(site, acts) for site, acts in claimed if site.name == name]
                 plans.append(
-                    _Plan(self.part, Site(name), point, False, _assemble(point, self.clean[name], random_rows, mine))
+                    Plan(self.part, Site(name), point, False, _assemble(point, self.clean[name], random_rows, mine))
                 )
         for site, acts in streams:
             point = self.model.resolve(site.name)
             clean = self.engine.capture(self.prompts, point)
             plans.append(
-                _Plan(self.part, Site(site.name), point, False, _assemble(point, clean, random_rows, [(site, acts)]))
+                Plan(self.part, Site(site.name), point, False, _assemble(point, clean, random_rows, [(site, acts)]))
             )
         return plans
 
@@ -192,10 +192,10 @@ def _assemble(
     """A writer's value: its clean value on the random prompts, overlaid with the claimed nodes' values."""
 
     def value(view: torch.Tensor, batch: Prompts) -> torch.Tensor:
-        out = _rows(clean, random_rows[batch.index], view, point)
+        out = take_rows(clean, random_rows[batch.index], view, point)
         for site, acts in claimed:
-            mine = _rows(acts, batch.index, view, point)
-            select = _selection(view, batch, site)
+            mine = take_rows(acts, batch.index, view, point)
+            select = selection_mask(view, batch, site)
             out = mine if select is None else torch.where(select, mine, out)
         return out
 
@@ -203,7 +203,7 @@ def _assemble(
 
 
 def _copy(acts: torch.Tensor, point: HookPoint) -> Callable[[torch.Tensor, Prompts], torch.Tensor]:
-    return lambda view, batch: _rows(acts, batch.index, view, point)
+    return lambda view, batch: take_rows(acts, batch.index, view, point)
 
 
 def _node_read_stage(model: Model, site: Site) -> int:

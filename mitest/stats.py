@@ -17,11 +17,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .errors import ResampleWarning, StatsError
+
 MAX_RESAMPLES = 100_000
-
-
-class ResampleWarning(UserWarning):
-    """The resample count needed for the requested alpha was capped; interval tails are approximate."""
 
 
 @dataclass(frozen=True)
@@ -90,11 +88,11 @@ def mean_test(units_: np.ndarray, alternative: str = "greater") -> TestResult:
     exactly: p = 0 when the mean is on the alternative's side, else 1.
     """
     if alternative not in ("greater", "less"):
-        raise ValueError(f"alternative must be 'greater' or 'less', got {alternative!r}")
+        raise StatsError(f"alternative must be 'greater' or 'less', got {alternative!r}")
     x = np.asarray(units_, dtype=np.float64)
     m = x.shape[-1]
     if m < 2:
-        raise ValueError(f"a paired test needs at least 2 independent units, got {m}")
+        raise StatsError(f"a paired test needs at least 2 independent units, got {m}")
     scale = np.abs(x).max(-1, keepdims=True)
     x = x / np.where(scale > 0, scale, 1.0)  # the test is scale-free; this avoids overflow in x**3
     mean = x.mean(-1)

@@ -14,13 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_files
-from ..errors import MitestError
+from ..errors import ReportError
 
 SCHEMA, VERSION = "mitest.run", 2
-
-
-class ReportError(MitestError, ValueError):
-    """A run file is not a mitest run record (wrong schema, version or shape)."""
 
 
 def build_run(

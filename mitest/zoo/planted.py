@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import transformers
 
+from ..errors import ZooError
 from ..model import Model
 from ..prompts import Prompts
 
@@ -87,7 +88,7 @@ def induction(vocab: int = 16, *, length: int = 7, n: int = 64, seed: int = 0) -
     Returns the model and ``n`` prompts from :func:`repeated_tokens` (``length``, ``seed``).
     """
     if vocab < 3:
-        raise ValueError(f"vocab must be at least 3 (BOS and two content tokens), got {vocab}")
+        raise ZooError(f"vocab must be at least 3 (BOS and two content tokens), got {vocab}")
     n_ctx = 2 * (vocab - 1) + 1  # room for [BOS] + r + r with r up to every content token
     d_head = max(n_ctx, vocab + 1)
     hf = _gpt2(vocab, n_ctx, d_head, n_layer=2)
@@ -143,7 +144,7 @@ def repeated_tokens(n: int, *, vocab: int = 16, length: int = 7, seed: int = 0) 
     has nothing to induce from. Needs ``2 * length <= vocab - 1``.
     """
     if not 1 <= length <= (vocab - 1) // 2:
-        raise ValueError(f"length must be in 1..{(vocab - 1) // 2} for vocab {vocab}, got {length}")
+        raise ZooError(f"length must be in 1..{(vocab - 1) // 2} for vocab {vocab}, got {length}")
     bos = vocab - 1
     generator = torch.Generator().manual_seed(seed)
     order = torch.stack([torch.randperm(bos, generator=generator) for _ in range(n)])
@@ -228,7 +229,7 @@ def effect_sizes(strength: float, *, spread: float = 1.0, levels: int = 16) -> n
     has mean ``strength`` and sd ``spread``.
     """
     if levels < 2:
-        raise ValueError(f"levels must be at least 2, got {levels}")
+        raise ZooError(f"levels must be at least 2, got {levels}")
     q = np.array([NormalDist().inv_cdf((k + 0.5) / levels) for k in range(levels)])
     q = (q - q.mean()) / q.std()
     return strength + spread * q
@@ -241,7 +242,7 @@ def effect_prompts(n: int, *, levels: int = 16, length: int = 8, seed: int = 0) 
     fillers.
     """
     if length < 3:
-        raise ValueError(f"length must be at least 3 (BOS, level, filler), got {length}")
+        raise ZooError(f"length must be at least 3 (BOS, level, filler), got {length}")
     bos, answer = levels + FILLERS + 2, levels + FILLERS
     generator = torch.Generator().manual_seed(seed)
 
