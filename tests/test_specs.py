@@ -25,6 +25,7 @@ def test_intervention_specs_are_frozen_and_serialise_to_json():
         "index": [4, 6],
         "positions": {"type": "Positions", "kind": "last", "value": None},
         "direction": None,
+        "derived": None,
     }
 
 
