@@ -25,7 +25,6 @@ class Gate:
     folder: Path | None  # one folder for every baseline, or None for baselines/ beside each test file
     update: bool
     profile: str
-    margin: float
     gate: str
     max_bytes: int = baseline.MAX_BYTES
     stored: dict[Path, dict[str, dict[str, Any]]] = field(default_factory=dict)

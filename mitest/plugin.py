@@ -197,7 +197,6 @@ def pytest_configure(config: pytest.Config) -> None:
         folder=options.baseline_dir,
         update=options.update_baseline,
         profile=options.profile,
-        margin=options.margin,
         gate=options.gate,
         max_bytes=options.max_bytes,
     )
