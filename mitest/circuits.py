@@ -206,7 +206,7 @@ class CircuitTest:
             intervention=spec,
             metric=everything.metric,
             identity={
-                **everything.identity,
+                **(everything.identity or {}),
                 "intervention": f"circuit:{self.key}",
                 "parameters": {f"circuit.{path}": value for path, value in parameters.items()},
                 "derived": derived,
@@ -226,7 +226,9 @@ class CircuitTest:
     @property
     def empty(self) -> np.ndarray:
         """Per-prompt metric with every component of the universe knocked out."""
-        return self.effect.corrupted
+        corrupted = self.effect.corrupted
+        assert corrupted is not None  # set in __init__
+        return corrupted
 
     # -- claims ----------------------------------------------------------------------------------
 
@@ -384,7 +386,7 @@ class CircuitTest:
 
     def _claim_effect(self, kind: str, intervened: np.ndarray, **sampling: int) -> Effect:
         """The circuit's Effect with ``intervened`` values and an identity naming the claim ``kind``."""
-        claim = {**self.effect.identity, "intervention": f"circuit-{kind}:{_digest([self.key, sampling])}"}
+        claim = {**(self.effect.identity or {}), "intervention": f"circuit-{kind}:{_digest([self.key, sampling])}"}
         return replace(self.effect, intervened=intervened, identity=claim)
 
     def _without(self, knocked: frozenset[int]) -> np.ndarray:

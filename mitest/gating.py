@@ -114,7 +114,7 @@ class Gate:
             if entry_key.startswith(prefix) and entry_key not in decided and entry["outcome"] == "HOLDS"
         ]
 
-    def stale(self, tests: dict[str, dict[str, Any]], decided: set[str]) -> list[dict[str, str]]:
+    def stale(self, tests: dict[str, dict[str, Any]], decided: set[str]) -> list[dict[str, Any]]:
         """Baseline entries of fully collected modules that no test decides any more.
 
         ``tests`` maps each collected test's key prefix (``<file>::<test>``) to its module's
@@ -133,7 +133,7 @@ class Gate:
                 found.append({"key": entry_key, "baseline_file": self.shown(path), "reason": reason})
         return found
 
-    def write(self, records: Iterable[dict[str, Any]], stale: list[dict[str, str]]) -> list[str]:
+    def write(self, records: Iterable[dict[str, Any]], stale: list[dict[str, Any]]) -> list[str]:
         """Write the baselines this run accepts, every file or none; returns the files written.
 
         New claims are added (not under the ci profile); ``--mitest-update-baseline`` rewrites every

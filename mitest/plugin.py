@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
@@ -105,6 +105,7 @@ _SETTINGS = [
     ("baseline-max-mb", "mitest_baseline_max_mb", float, 64.0, "largest baseline file read, in MiB (default 64)"),
 ]
 GATES = ("evidence", "prove")
+_INI_TYPES: dict[type, Literal["string", "int", "float"]] = {str: "string", int: "int", float: "float"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -112,7 +113,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for name, ini, kind, default, text in _SETTINGS:
         group.addoption(f"--mitest-{name}", dest=f"mitest_{name.replace('-', '_')}", type=kind, default=None, help=text)
         try:  # pytest >= 9 reads native TOML numbers for typed ini options
-            parser.addini(ini, text, type=kind.__name__ if kind is not str else "string", default=default)
+            parser.addini(ini, text, type=_INI_TYPES[kind], default=default)
         except (TypeError, ValueError):
             parser.addini(ini, text, default=str(default))
     group.addoption(
@@ -571,10 +572,10 @@ class Recorder:
             state.gate.write(state.records, state.stale)
         except (MitestError, OSError) as error:
             state.problems.append(f"baselines not written: {error}")
-        if state.options.report_dir is not None:
+        options = state.options
+        if options.report_dir is not None:
             from mitest.report import build_run, write_reports
 
-            options = state.options
             run = build_run(
                 state.records,
                 undecided=state.undecided,

@@ -62,7 +62,7 @@ def expect_for_all(
 
     search = hypothesis_settings(
         hypothesis_settings.default,
-        max_examples=examples or hypothesis_settings.default.max_examples,
+        max_examples=examples or hypothesis_settings().max_examples,
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
