@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .config import claim_alpha, listeners, settings
+from .config import claim_alpha, current_recorder, settings
 from .errors import ClaimInconclusive, ClaimRefuted, MitestError
 from .verdict import HOLDS, INCONCLUSIVE, REFUTED, Verdict
 
@@ -347,8 +347,9 @@ class Effect:
             notes=(*self.notes, *notes),
             kind=kind,
         )
-        if listeners:  # the innermost running test owns the claim (pytester nests sessions)
-            listeners[-1](verdict, self, per_prompt)
+        recorder = current_recorder()  # the innermost running test's (pytester nests sessions)
+        if recorder is not None:
+            recorder(verdict, self, per_prompt)
         if outcome == REFUTED:
             raise ClaimRefuted(verdict)
         if outcome == INCONCLUSIVE:
