@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -232,7 +233,7 @@ def family_for(config: object) -> Family | None:
     return next((f for f in FAMILIES if model_type in f.model_types), None)
 
 
-def dims_for(config: object) -> Dims:
+def dims_for(config: Any) -> Dims:
     """Read layer, head and width sizes from a transformers config."""
     n_heads = int(config.num_attention_heads)
     d_model = int(config.hidden_size)

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import WriteError
 
@@ -48,7 +48,10 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_files({path: text})[0]
 
 
-def write_files(files: Mapping[str | os.PathLike, str]) -> list[Path]:
+PathT = TypeVar("PathT", bound="str | os.PathLike[str]")  # Mapping keys are invariant: accept any one path type
+
+
+def write_files(files: Mapping[PathT, str]) -> list[Path]:
     """Write every file (path -> UTF-8 text), in any number of folders, or none of them.
 
     Missing folders are created. A replaced file keeps its permissions, a new one follows the
@@ -59,7 +62,7 @@ def write_files(files: Mapping[str | os.PathLike, str]) -> list[Path]:
     given = [Path(path) for path in files]
     contents: dict[Path, bytes] = {}
     for path, text in files.items():
-        target = Path(os.path.realpath(path))
+        target = Path(os.path.realpath(Path(path)))
         if target in contents:
             raise ValueError(f"write_files got {target} twice (through {path} and another path)")
         contents[target] = text.encode("utf-8")  # a UnicodeEncodeError leaves every file as it was
@@ -101,8 +104,8 @@ def write_files(files: Mapping[str | os.PathLike, str]) -> list[Path]:
     except BaseException as error:
         if not committed:
             with hold_interrupts():
-                for path in [*pointers, *temps.values(), journal_temp]:
-                    _unlink(path)
+                for leftover in [*pointers, *temps.values(), journal_temp]:
+                    _unlink(leftover)
             if isinstance(error, OSError) and not isinstance(error, WriteError):
                 raise _failed(current, error) from None
         raise

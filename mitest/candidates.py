@@ -79,7 +79,7 @@ class Candidates:
                 where, origin = getattr(default, "__qualname__", repr(default)), "default"
                 model = default()
             else:
-                where, origin = chosen, "default"
+                where, origin = str(chosen), "default"
                 model = _load(where)
             self.loaded[name] = _as_model(model, name)
             self.sources[name] = {"source": origin, "path": _shown(where, self.root)}

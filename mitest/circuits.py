@@ -207,7 +207,7 @@ class CircuitTest:
             intervention=spec,
             metric=everything.metric,
             identity={
-                **everything.identity,
+                **(everything.identity or {}),
                 "intervention": f"circuit:{self.key}",
                 "parameters": {f"circuit.{path}": value for path, value in circuit_identity.parameters.items()},
                 "derived": circuit_identity.derived,
@@ -228,7 +228,9 @@ class CircuitTest:
     @property
     def empty(self) -> np.ndarray:
         """Per-prompt metric with every component of the universe knocked out."""
-        return self.effect.corrupted
+        corrupted = self.effect.corrupted
+        assert corrupted is not None  # set in __init__
+        return corrupted
 
     # -- claims ----------------------------------------------------------------------------------
 
@@ -388,9 +390,10 @@ class CircuitTest:
 
     def _claim_effect(self, kind: str, intervened: np.ndarray, **sampling: int) -> Effect:
         """The circuit's Effect with ``intervened`` values and an identity naming the claim ``kind``."""
-        circuit = self.effect.identity["structure"]["intervention"]
+        known = self.effect.identity or {}
+        circuit = known["structure"]["intervention"]
         claim = {
-            **self.effect.identity,
+            **known,
             "intervention": f"circuit-{kind}:{_digest([self.key, sampling])}",
             "structure": {"intervention": {**circuit, "claim": kind, **sampling}},
         }

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .config import claim_alpha, listeners, settings
+from .config import claim_alpha, current_recorder, settings
 from .errors import ClaimInconclusive, ClaimRefuted, MitestError
 from .verdict import HOLDS, INCONCLUSIVE, REFUTED, Verdict
 
@@ -46,7 +46,7 @@ class Effect:
     metric: str = "value"
     hooks: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     flipped: np.ndarray | None = None
-    identity: dict[str, str] | None = None
+    identity: dict[str, Any] | None = None
     notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -65,7 +65,7 @@ class Effect:
         cls,
         clean: Sequence[float] | np.ndarray,
         intervened: Sequence[float] | np.ndarray,
-        groups: Sequence[Any] | None = None,
+        groups: Sequence[Any] | np.ndarray | None = None,
         *,
         corrupted: Sequence[float] | np.ndarray | None = None,
         flipped: Sequence[bool] | np.ndarray | None = None,
@@ -347,8 +347,9 @@ class Effect:
             notes=(*self.notes, *notes),
             kind=kind,
         )
-        if listeners:  # the innermost running test owns the claim (pytester nests sessions)
-            listeners[-1](verdict, self, per_prompt)
+        recorder = current_recorder()  # the innermost running test's (pytester nests sessions)
+        if recorder is not None:
+            recorder(verdict, self, per_prompt)
         if outcome == REFUTED:
             raise ClaimRefuted(verdict)
         if outcome == INCONCLUSIVE:
@@ -378,7 +379,7 @@ def expect_monotonic(effects: Sequence[Effect], *, increasing: bool = True, alph
         if effect.n != first.n or not np.array_equal(effect.clean, first.clean):
             raise MitestError("expect_monotonic compares effects on the same prompts: their clean values differ")
         if (effect.groups is None) != (first.groups is None) or (
-            effect.groups is not None and not np.array_equal(effect.groups, first.groups)
+            effect.groups is not None and first.groups is not None and not np.array_equal(effect.groups, first.groups)
         ):
             raise MitestError("expect_monotonic compares effects on the same prompts: their groups differ")
     values = np.stack([e.intervened for e in effects], axis=1)

@@ -113,7 +113,7 @@ class Gate:
             if entry_key.startswith(prefix) and entry_key not in decided and entry["outcome"] == "HOLDS"
         ]
 
-    def stale(self, tests: dict[str, dict[str, Any]], decided: set[str]) -> list[dict[str, str]]:
+    def stale(self, tests: dict[str, dict[str, Any]], decided: set[str]) -> list[dict[str, Any]]:
         """Baseline entries of fully collected modules that no test decides any more.
 
         ``tests`` maps each collected test's key prefix (``<file>::<test>``) to its module's
@@ -145,7 +145,7 @@ class Gate:
             if not (folder.parent / f"{path.stem}.py").exists()
         )
 
-    def write(self, records: Iterable[dict[str, Any]], stale: list[dict[str, str]], whole: set[str]) -> list[str]:
+    def write(self, records: Iterable[dict[str, Any]], stale: list[dict[str, Any]], whole: set[str]) -> list[str]:
         """Write the baselines this run accepts, every file or none; returns what it left unwritten.
 
         New claims are added (not under the ci profile); ``--mitest-update-baseline`` rewrites every

@@ -13,6 +13,7 @@ import inspect
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,7 +25,7 @@ from .errors import SiteError
 Edit = Callable[[torch.Tensor], "torch.Tensor | None"]
 
 ATTENTION_NAME = "mitest_eager"
-_PATTERN_EDITS: weakref.WeakKeyDictionary[nn.Module, list[Callable[[torch.Tensor], torch.Tensor]]] = (
+_PATTERN_EDITS: weakref.WeakKeyDictionary[nn.Module, list[Callable[[torch.Tensor], torch.Tensor | None]]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -138,8 +139,10 @@ def _install(point: HookPoint, apply: Callable[[torch.Tensor], torch.Tensor | No
 
 def _install_residual_sum(point: HookPoint, apply: Callable[[torch.Tensor], torch.Tensor | None]) -> Iterator[None]:
     """Expose ``output + residual`` where the residual is the input of ``point.addend``."""
+    addend = point.addend
+    assert addend is not None  # residual-sum points always name the module whose input is the residual
     residual: list[torch.Tensor] = []
-    first = _first_parameter(point.addend)
+    first = _first_parameter(addend)
 
     def remember(mod, args, kwargs):
         residual[:] = [args[0] if args else kwargs[first]]
@@ -154,7 +157,7 @@ def _install_residual_sum(point: HookPoint, apply: Callable[[torch.Tensor], torc
         new = torch.where(new == total, out, new - residual[0])
         return (new, *output[1:]) if isinstance(output, tuple) else new
 
-    handles = [point.addend.register_forward_pre_hook(remember, with_kwargs=True)]
+    handles = [addend.register_forward_pre_hook(remember, with_kwargs=True)]
     try:
         handles.append(point.module.register_forward_hook(hook))
         yield
@@ -182,7 +185,7 @@ def eager_attention(model: nn.Module) -> Iterator[None]:
             config._attn_implementation_internal = value
 
 
-def _configs(model: nn.Module) -> Iterator[object]:
+def _configs(model: nn.Module) -> Iterator[Any]:
     for module in model.modules():
         config = getattr(module, "config", None)
         if config is not None and hasattr(config, "_attn_implementation_internal"):

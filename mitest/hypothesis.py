@@ -40,7 +40,7 @@ class Prompt(NamedTuple):
     answer: int | None
     wrong: int | None
     group: Any
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index; renaming would change what features read
 
 
 class Edge(NamedTuple):
@@ -110,7 +110,8 @@ class Hypothesis(Spec):
         }
 
     def _check_reachable(self) -> None:
-        reached, frontier = set(), {OUTPUT}
+        reached: set[str] = set()
+        frontier = {OUTPUT}
         while frontier:
             child = frontier.pop()
             parents = {e.parent for e in self.edges if e.child == child} - reached

@@ -47,7 +47,7 @@ class Intervention(Spec):
         """``sum([a, b, c])`` combines them: the sum starts from 0."""
         if isinstance(other, int) and not isinstance(other, bool) and other == 0:
             return self
-        return combine(other, self)
+        return combine(other, self)  # type: ignore[arg-type]  # Combined names a non-intervention in its error
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -83,7 +83,8 @@ class Model:
     @property
     def vocab_size(self) -> int | None:
         """Number of token ids the model's embedding accepts (None if the model does not say)."""
-        embedding = self.hf_model.get_input_embeddings() if hasattr(self.hf_model, "get_input_embeddings") else None
+        get_embeddings = getattr(self.hf_model, "get_input_embeddings", None)
+        embedding = get_embeddings() if callable(get_embeddings) else None
         if isinstance(embedding, nn.Embedding):
             return int(embedding.num_embeddings)
         size = getattr(self.config, "vocab_size", None)
@@ -112,9 +113,8 @@ class Model:
 
         Without padding the mask is left out, so the numbers are exactly those of ``hf_model(input_ids)``.
         """
-        if bool(attention_mask.all()):
-            attention_mask = None
-        output = self.hf_model(input_ids=input_ids, attention_mask=attention_mask)
+        mask = None if bool(attention_mask.all()) else attention_mask
+        output = self.hf_model(input_ids=input_ids, attention_mask=mask)
         logits = output.logits if hasattr(output, "logits") else output[0] if isinstance(output, tuple) else output
         if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
             raise ModelError(
@@ -176,17 +176,29 @@ class Model:
         family = self.family.name if self.family else "raw modules"
         return f"Model({type(self.hf_model).__name__}, sites={family})"
 
+    def layout(self) -> tuple[Family, Dims]:
+        """The site table and sizes of a supported architecture; raises :class:`SiteError` on other models."""
+        if self.family is None or self.dims is None:
+            model_type = getattr(self.config, "model_type", None)
+            raise SiteError(
+                f"{type(self.hf_model).__name__} (model_type {model_type!r}) has no mitest site table; "
+                "only raw module paths such as 'model.layers.3.mlp' work on it"
+            )
+        return self.family, self.dims
+
     # -- resolution ---------------------------------------------------------------------------
 
     def _family_site_names(self) -> list[str]:
-        names = list(self.family.embeddings)
-        for layer in range(self.dims.n_layers):
+        family, dims = self.layout()
+        names = list(family.embeddings)
+        for layer in range(dims.n_layers):
             names += [f"blocks.{layer}.{s}" for s in self._layer_site_names()]
         return names
 
     def _layer_site_names(self) -> list[str]:
-        names = list(self.family.layer_sites)
-        if not self.family.has_resid_mid(self.config):
+        family, _ = self.layout()
+        names = list(family.layer_sites)
+        if not family.has_resid_mid(self.config):
             names.remove("hook_resid_mid")
         return names
 
@@ -210,9 +222,10 @@ class Model:
         )
 
     def _resolve_family(self, name: str) -> HookPoint | None:
-        base = self.hf_model.base_model
-        if name in self.family.embeddings:
-            return HookPoint(name, base.get_submodule(self.family.embeddings[name]), "output", lambda t: t)
+        family, dims = self.layout()
+        base = cast(nn.Module, self.hf_model.base_model)  # a transformers model's body, or the model itself
+        if name in family.embeddings:
+            return HookPoint(name, base.get_submodule(family.embeddings[name]), "output", lambda t: t)
         parts = name.split(".", 2)
         if len(parts) != 3 or parts[0] != "blocks":
             return None
@@ -221,16 +234,16 @@ class Model:
         layer, site_name = int(parts[1]), parts[2]
         if site_name not in self._layer_site_names():
             return None
-        if layer >= self.dims.n_layers:
+        if layer >= dims.n_layers:
             raise SiteError(
-                f"site {name!r}: layer {layer} does not exist; this model has layers 0..{self.dims.n_layers - 1}"
+                f"site {name!r}: layer {layer} does not exist; this model has layers 0..{dims.n_layers - 1}"
             )
-        spec = self.family.layer_sites[site_name]
-        layer_module = base.get_submodule(f"{self.family.layers}.{layer}")
+        spec = family.layer_sites[site_name]
+        layer_module = base.get_submodule(f"{family.layers}.{layer}")
         module = layer_module.get_submodule(spec.path) if spec.path else layer_module
-        components = spec.components(self.dims) if spec.components else None
+        components = spec.components(dims) if spec.components else None
         addend = layer_module.get_submodule(spec.addend) if spec.addend else None
-        return HookPoint(name, module, spec.kind, spec.view(self.dims), components, addend)
+        return HookPoint(name, module, spec.kind, spec.view(dims), components, addend)
 
 
 # Config entries that say where or with which library a model was saved, not what it computes.
@@ -242,7 +255,7 @@ def _architecture(config: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in config.items() if key not in _PROVENANCE_KEYS}
 
 
-def _model_class(config: Any) -> type:
+def _model_class(config: Any) -> Any:
     import transformers
 
     for architecture in getattr(config, "architectures", None) or []:

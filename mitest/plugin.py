@@ -16,12 +16,13 @@ import os
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
+from mitest.config import current, use
 from mitest.errors import BaselineRegression, ClaimInconclusive, InconclusiveWarning, MitestError
 
 if TYPE_CHECKING:  # the plugin imports no torch at run time
@@ -76,7 +77,8 @@ class State:
 
 
 STATE = pytest.StashKey[State]()
-SAVED = pytest.StashKey[tuple]()
+SCOPE = pytest.StashKey[contextlib.ExitStack]()  # the session's settings, left at unconfigure
+PROFILE = pytest.StashKey["str | None"]()  # the Hypothesis profile to restore at unconfigure
 
 _SETTINGS = [
     # (option, ini name, type, default, help)
@@ -106,6 +108,7 @@ _SETTINGS = [
     ("baseline-max-mb", "mitest_baseline_max_mb", float, 64.0, "largest baseline file read, in MiB (default 64)"),
 ]
 GATES = ("evidence", "prove")
+_INI_TYPES: dict[type, Literal["string", "int", "float"]] = {str: "string", int: "int", float: "float"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -113,7 +116,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for name, ini, kind, default, text in _SETTINGS:
         group.addoption(f"--mitest-{name}", dest=f"mitest_{name.replace('-', '_')}", type=kind, default=None, help=text)
         try:  # pytest >= 9 reads native TOML numbers for typed ini options
-            parser.addini(ini, text, type=kind.__name__ if kind is not str else "string", default=default)
+            parser.addini(ini, text, type=_INI_TYPES[kind], default=default)
         except (TypeError, ValueError):
             parser.addini(ini, text, default=str(default))
     group.addoption(
@@ -203,23 +206,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = State(options, gate, Candidates(options.models, config.rootpath))
     recorder = Recorder(config.stash[STATE], is_worker=hasattr(config, "workerinput"))
     config.pluginmanager.register(recorder, "mitest-recorder")
-    from mitest.config import settings
-
-    profile = _hypothesis_profile(options.profile, config.getoption("hypothesis_profile", None))
-    config.stash[SAVED] = (settings.alpha, settings.seed, settings.family_size, profile)
-    settings.alpha, settings.seed = options.alpha, options.seed
+    config.stash[PROFILE] = _hypothesis_profile(options.profile, config.getoption("hypothesis_profile", None))
+    scope = contextlib.ExitStack()
+    scope.enter_context(use(settings=replace(current(), alpha=options.alpha, seed=options.seed)))
+    config.stash[SCOPE] = scope
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Give back the process-wide settings (pytester runs nested sessions in one process)."""
-    from mitest.config import settings
+    """Leave the session's settings and profile (pytester runs nested sessions in one process)."""
+    if SCOPE in config.stash:
+        config.stash[SCOPE].close()
+    profile = config.stash.get(PROFILE, None)
+    if profile is not None:
+        import hypothesis
 
-    if SAVED in config.stash:
-        settings.alpha, settings.seed, settings.family_size, profile = config.stash[SAVED]
-        if profile is not None:
-            import hypothesis
-
-            hypothesis.settings.load_profile(profile)
+        hypothesis.settings.load_profile(profile)
 
 
 def _hypothesis_profile(profile: str, chosen: str | None) -> str | None:
@@ -246,14 +247,13 @@ def _hypothesis_profile(profile: str, chosen: str | None) -> str | None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The claim family: one claim per selected test that uses ``mi``, or as many as its
     ``@pytest.mark.mitest(claims=N)`` declares. Each claim is tested at alpha / family."""
-    from mitest.config import settings
-
     state = config.stash[STATE]
     for item in items:
         _check_marker(item)
     family = sum(_declared_claims(item) for item in items if _uses_mi(item))
     state.claim_suite = family > 0
-    settings.family_size = max(1, family) if state.options.correction == "bonferroni" else 1
+    family_size = max(1, family) if state.options.correction == "bonferroni" else 1
+    config.stash[SCOPE].enter_context(use(settings=replace(current(), family_size=family_size)))
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -380,8 +380,6 @@ def pytest_runtest_call(item: pytest.Item):
     __tracebackhide__ = True
     if not _uses_mi(item):
         return (yield)
-    from mitest.config import listeners
-
     state = item.config.stash[STATE]
     marker = item.get_closest_marker("mitest")
     overrides = marker.kwargs if marker else {}
@@ -403,15 +401,13 @@ def pytest_runtest_call(item: pytest.Item):
         record["seconds"] = round(time.perf_counter() - started, 4)
         records.append(record)
 
-    listeners.append(listen)
     failure: BaseException | None = None
-    try:
-        result = yield
-    except BaseException as error:  # noqa: BLE001 - re-raised below, after recording
-        failure = error
-        result = None
-    finally:
-        listeners.remove(listen)
+    with use(recorder=listen):
+        try:
+            result = yield
+        except BaseException as error:  # noqa: BLE001 - re-raised below, after recording
+            failure = error
+            result = None
     if isinstance(failure, _PASS_THROUGH):  # Ctrl-C, exit, skip, xfail: not a verdict on any claim
         item.user_properties.append((CLAIMS, json.dumps(_json_safe(records), allow_nan=False)))
         raise failure
@@ -613,10 +609,10 @@ class Recorder:
             state.problems += state.gate.write(state.records, state.stale, whole)
         except (MitestError, OSError) as error:
             state.problems.append(f"baselines not written: {self._shown(error)}")
-        if state.options.report_dir is not None:
+        options = state.options
+        if options.report_dir is not None:
             from mitest.report import build_run, write_reports
 
-            options = state.options
             run = build_run(
                 state.records,
                 undecided=state.undecided,

@@ -19,7 +19,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import NoSuchExample
 
 from .claims import ClaimInconclusive, ClaimRefuted, Effect
-from .config import listeners
+from .config import current_recorder, use
 from .errors import MitestError
 from .model import Model
 from .prompts import Prompts
@@ -63,7 +63,7 @@ def expect_for_all(
 
     search = hypothesis_settings(
         hypothesis_settings.default,
-        max_examples=examples or hypothesis_settings.default.max_examples,
+        max_examples=examples or hypothesis_settings().max_examples,
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
@@ -72,20 +72,15 @@ def expect_for_all(
     identity = {"family": family.key(), "property": key.hex()[:16]}
     if model is not None:
         identity["model"] = model.revision
-    listeners.append(_ignore)  # claims a property decides on one prompt are not the suite's claims
-    try:
-        counterexample = find(family.strategy(), breaks, settings=search, database_key=key)
-    except NoSuchExample:
-        counterexample = None
-    finally:
-        listeners.remove(_ignore)
+    with use(recorder=_ignore):  # claims a property decides on one prompt are not the suite's claims
+        try:
+            counterexample = find(family.strategy(), breaks, settings=search, database_key=key)
+        except NoSuchExample:
+            counterexample = None
     if counterexample is None:
         return _decide(HOLDS, family, name, identity, held, notes=())
-    listeners.append(_ignore)
-    try:
+    with use(recorder=_ignore):
         _, why = _judge(prop, counterexample)
-    finally:
-        listeners.remove(_ignore)
     notes = (f"counterexample (shrunk): {family.describe(counterexample)}" + (f"; {why}" if why else ""),)
     raise ClaimRefuted(_decide(REFUTED, family, name, identity, held, notes))
 
@@ -142,7 +137,8 @@ def _decide(
         notes=notes,
         kind="property",
     )
-    if listeners:
+    recorder = current_recorder()
+    if recorder is not None:
         values = np.asarray(held, dtype=float) if held else np.ones(1)
         effect = Effect(
             clean=np.ones(len(values)),
@@ -150,5 +146,5 @@ def _decide(
             metric="property",
             identity=identity,
         )
-        listeners[-1](verdict, effect, values)
+        recorder(verdict, effect, values)
     return verdict

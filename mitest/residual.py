@@ -39,7 +39,7 @@ def check_supported(model: Model, what: str) -> None:
 
 def writers(model: Model) -> list[str]:
     """Every writer site of ``model`` in forward order: the embedding, then per layer attention and MLP."""
-    return [EMBED] + [f"blocks.{layer}.{kind}" for layer in range(model.dims.n_layers) for kind in _WRITER_KINDS]
+    return [EMBED] + [f"blocks.{layer}.{kind}" for layer in range(model.layout()[1].n_layers) for kind in _WRITER_KINDS]
 
 
 def write_stage(name: str) -> int:
@@ -60,9 +60,9 @@ def write_stage(name: str) -> int:
 def read_stage(model: Model, name: str) -> int:
     """The last writer stage a reader site sees (it reads the sum of every writer up to it)."""
     if name == LOGITS:
-        return 2 * model.dims.n_layers
+        return 2 * model.layout()[1].n_layers
     layer, kind = _layer_site(name)
-    parallel = not model.family.has_resid_mid(model.config)  # attention and MLP read the same stream
+    parallel = not model.layout()[0].has_resid_mid(model.config)  # attention and MLP read the same stream
     stages = {
         "hook_resid_pre": 2 * layer,
         "attn.hook_q": 2 * layer,
@@ -83,7 +83,7 @@ def read_stage(model: Model, name: str) -> int:
 def reader_sites(model: Model, site: Site) -> list[Site]:
     """The sites whose values are a receiver's inputs: a head's q, k and v; an MLP's input; a residual."""
     if site.name == LOGITS:
-        return [Site(f"blocks.{model.dims.n_layers - 1}.hook_resid_post", positions=site.positions)]
+        return [Site(f"blocks.{model.layout()[1].n_layers - 1}.hook_resid_post", positions=site.positions)]
     layer, kind = _layer_site(site.name)
     if kind == "attn.hook_z":
         check_separate_heads(model, f"{site} as a receiver")
@@ -101,7 +101,7 @@ def reader_sites(model: Model, site: Site) -> list[Site]:
 
 def check_separate_heads(model: Model, what: str) -> None:
     """Raise on grouped-query models, where a head's keys and values are shared with other heads."""
-    dims = model.dims
+    _, dims = model.layout()
     if dims.n_kv_heads != dims.n_heads:
         raise SiteError(
             f"{what}: this model shares each key/value head among {dims.n_heads // dims.n_kv_heads} query heads, "

@@ -7,7 +7,9 @@ captured source activations and means are computed once and kept in the model's
 
 from __future__ import annotations
 
+import functools
 import numbers
+import operator
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,12 +72,14 @@ def measure(
             f"intervention must be mt.ablate/patch/steer/path_patch/scrub/combine, got {type(intervention).__name__}"
         )
     metric = as_metric(metric)
-    if isinstance(getattr(metric, "positions", None), Positions):
-        metric.positions.check_count(len(prompts))
-    if isinstance(intervention.parts()[0], Scrub):
+    positions = getattr(metric, "positions", None)
+    if isinstance(positions, Positions):
+        positions.check_count(len(prompts))
+    first = intervention.parts()[0]
+    if isinstance(first, Scrub):
         from .scrubbing import scrub_effect  # scrubbing builds on this module's engine
 
-        return scrub_effect(model, prompts, intervention.parts()[0], metric, batch_size)
+        return scrub_effect(model, prompts, first, metric, batch_size)
     engine = Engine(model, batch_size)
     plans = [plan for part in intervention.parts() for plan in _plans(part, model, prompts)]
     engine.eager = any(plan.point.kind == "pattern" for plan in plans)
@@ -123,11 +127,12 @@ def claim_identity(revision: str, prompts: Prompts, intervention: Intervention, 
     ``parameters`` (compared with a tolerance) and ``derived`` vectors (compared, never matched on)."""
     spec = identity(intervention.to_dict())
     measured = None if isinstance(metric, Custom) else identity(metric.to_dict())
+    custom = f"custom:{metric.name}:{digest(source_key(metric.fn))}" if isinstance(metric, Custom) else ""
     return {
         "model": revision,
         "prompts": prompts.fingerprint,
         "intervention": spec.key,
-        "metric": f"custom:{metric.name}:{digest(source_key(metric.fn))}" if measured is None else measured.key,
+        "metric": custom if measured is None else measured.key,
         "parameters": {
             **{f"intervention.{path}": value for path, value in spec.parameters.items()},
             **{f"metric.{path}": value for path, value in (measured.parameters if measured else {}).items()},
@@ -309,7 +314,7 @@ class Engine:
             self.run(prompts, hooks, lambda batch, logits: None)
             for key, (store, stats) in stores.items():
                 check_fired([stats], self.passes(prompts))
-                found[key] = self.cache.get(key, lambda store=store: store[0])
+                found[key] = self.cache.get(key, functools.partial(operator.getitem, store, 0))
         return [found[key] for key in keys]
 
     def _reader(self, prompts: Prompts, point: HookPoint, hooks: HookSet) -> tuple[list[torch.Tensor], HookStats]:
@@ -403,6 +408,7 @@ class Engine:
             batch = self.current
             value = take_rows(held, batch.index, view, point)
             for site in chosen:
+                assert source is not None  # the senders' own writers always have source values
                 select = selection_mask(view, batch, site)
                 sent = take_rows(source, batch.index, view, point)
                 value = sent if select is None else torch.where(select, sent, value)
@@ -567,10 +573,12 @@ class Plan:
             source.check_vocab(engine.model.vocab_size)
             acts = engine.capture(source, self.point)
             self.value = lambda view, batch: take_rows(acts, batch.index, view, self.point)
+        elif not isinstance(part, Ablate):
+            raise InterventionError(f"{type(part).__name__} is not a single edit; mt.measure runs it whole")
         elif part.method == "zero":
             self.value = lambda view, batch: torch.zeros_like(view)
         elif part.method == "mean":
-            reference = part.reference if part.reference is not None else prompts
+            reference = part.reference if isinstance(part.reference, Prompts) else prompts  # a str is resample's
             reference.check_vocab(engine.model.vocab_size)
             mean = engine.mean(reference, self.point, part.per_position)
             self.value = _mean_value(mean, part.per_position, reference, run_prompts, self.point)
@@ -582,6 +590,8 @@ class Plan:
 
 
 def _plans(part: Intervention, model: Model, prompts: Prompts) -> list[Plan]:
+    if not isinstance(part, Ablate | Patch | PathPatch | Steer):
+        raise InterventionError(f"{type(part).__name__} is not a single edit; mt.measure runs it whole")
     named = (*part.sender, *part.receivers) if isinstance(part, PathPatch) else _sites_of(part)
     for site in named:
         site.positions.check_count(len(prompts))
@@ -657,9 +667,9 @@ def take_rows(acts: torch.Tensor, rows: torch.Tensor, view: torch.Tensor, point:
 def _patch_source(part: Patch | PathPatch, prompts: Prompts) -> Prompts:
     if part.source == "corrupted":
         return _corrupted(prompts, "patch(source='corrupted') needs the corrupted prompts")
-    if part.source == "clean":
-        return prompts
     source = part.source
+    if not isinstance(source, Prompts):  # "clean"
+        return prompts
     if len(source) != len(prompts) or not torch.equal(source.lengths, prompts.lengths):
         raise InterventionError(
             "patch source prompts must be token-aligned with the measured prompts: same number of prompts "
@@ -693,15 +703,15 @@ def _donors(part: Ablate, prompts: Prompts) -> tuple[torch.Tensor, Prompts]:
     """For each prompt, the row of the reference prompt whose activation replaces its own."""
     if part.reference == "corrupted":
         return torch.arange(len(prompts)), _corrupted(prompts, "resample from reference='corrupted'")
-    reference = part.reference if part.reference is not None else prompts
+    reference = part.reference if isinstance(part.reference, Prompts) else prompts
     rng = np.random.default_rng(part.seed)
     ref_lengths = reference.lengths.numpy()
     donors = np.empty(len(prompts), dtype=np.int64)
     for i, length in enumerate(prompts.lengths.numpy()):
-        candidates = np.flatnonzero(ref_lengths == length)
+        same_length = np.flatnonzero(ref_lengths == length)
         # A donor with the same tokens would hand the prompt its own activation: not an ablation.
         own = prompts.tokens[i, :length]
-        candidates = [c for c in candidates if not torch.equal(reference.tokens[c, :length], own)]
+        candidates = [c for c in same_length if not torch.equal(reference.tokens[c, :length], own)]
         if len(candidates) == 0:
             raise InterventionError(
                 f"resample ablation: prompt {i} has {length} tokens and no reference prompt with other tokens "

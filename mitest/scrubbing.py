@@ -224,10 +224,10 @@ def _check_order(model: Model, hypothesis: Hypothesis) -> None:
     """Edges run forward, and a residual-stream parent is the only parent of a read at or before it."""
     for edge in hypothesis.edges:
         parent = hypothesis.site(edge.parent)
-        child = (
+        child_stage = (
             read_stage(model, LOGITS) if edge.child == OUTPUT else _node_read_stage(model, hypothesis.site(edge.child))
         )
-        if _provided_stage(model, parent) > child:
+        if _provided_stage(model, parent) > child_stage:
             raise HypothesisError(
                 f"edge {edge.parent!r} -> {edge.child!r}: {parent} enters the residual stream after "
                 f"{edge.child} reads it; edges run forward through the layers"

@@ -162,8 +162,8 @@ def _parse_head(spec: str | tuple[int, int]) -> tuple[int, int]:
             if not (layer.isascii() and layer.isdigit() and index.isascii() and index.isdigit()):
                 raise ValueError(spec)
             return int(layer), int(index)
-        layer, index = spec
-        return _layer(layer), _int(index, "head index")
+        layer_number, head_number = spec
+        return _layer(layer_number), _int(head_number, "head index")
     except (ValueError, TypeError):
         raise SiteError(f"cannot read head {spec!r}; write heads as 'layer.head' (e.g. '1.4') or (1, 4)") from None
 

@@ -44,7 +44,7 @@ class ConfidenceInterval:
 # -- units ---------------------------------------------------------------------------------------
 
 
-def units(values: np.ndarray, groups: Sequence[Any] | None = None) -> np.ndarray:
+def units(values: np.ndarray, groups: Sequence[Any] | np.ndarray | None = None) -> np.ndarray:
     """Independent units for a test of ``mean(values) > 0``.
 
     Without groups, the values themselves. With groups, one unit per cluster,
@@ -70,7 +70,7 @@ def hashable(value: Any) -> bool:
     return True
 
 
-def cluster_codes(groups: Sequence[Any]) -> tuple[np.ndarray, int]:
+def cluster_codes(groups: Sequence[Any] | np.ndarray) -> tuple[np.ndarray, int]:
     """Integer cluster ids for group labels (any hashable values; ``2`` and ``"2"`` stay distinct)."""
     codes, uniques = pd.factorize(pd.Series(list(groups), dtype=object), sort=False)
     return codes, len(uniques)
@@ -153,7 +153,7 @@ def ratio_interval(
     denominators: np.ndarray,
     *,
     level: float,
-    groups: Sequence[Any] | None = None,
+    groups: Sequence[Any] | np.ndarray | None = None,
     seed: int = 0,
     n_resamples: int | None = None,
 ) -> ConfidenceInterval:
@@ -166,8 +166,8 @@ def ratio_interval(
     den = np.asarray(denominators, dtype=np.float64)
     if groups is not None:
         codes, count = cluster_codes(groups)
-        num = np.bincount(codes, weights=num, minlength=count)
-        den = np.bincount(codes, weights=den, minlength=count)
+        num = np.bincount(codes, weights=num, minlength=count).astype(np.float64)
+        den = np.bincount(codes, weights=den, minlength=count).astype(np.float64)
     order = np.lexsort((den, num))  # resampling a canonical order: the same interval for any prompt order
     num, den = num[order], den[order]
     estimate = num.sum() / den.sum()

@@ -239,7 +239,7 @@ def template(
     parsed = [(field, spec) for _, field, spec, _ in string.Formatter().parse(text) if field is not None]
     if any(not field or field.isdigit() for field, _ in parsed):
         raise MitestError(f"template {text!r} has a positional field ({{}} or {{0}}); name every field after a slot")
-    formats = dict(parsed)
+    formats = {field: spec or "" for field, spec in parsed}
     filled_slots = {slot_name: _slot(slot_name, slot) for slot_name, slot in slots.items()}
     missing = sorted(set(formats) - set(filled_slots))
     if missing:
@@ -290,7 +290,7 @@ def _check_swap(
                 f"list them together in apart=[({field!r}, {value!r})]"
             )
     elif (slot.kind == "choice" and value in slot.values) or (
-        slot.kind == "number" and isinstance(value, Integral) and slot.low <= value <= slot.high
+        slot.kind == "number" and isinstance(value, Integral) and slot.low <= int(value) <= slot.high
     ):
         raise MitestError(f"corrupt puts {value!r} in slot {field!r}, which the slot can also draw; pick another value")
 

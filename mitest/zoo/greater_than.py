@@ -205,7 +205,7 @@ def main() -> None:
     held_out = batch(1024, torch.Generator().manual_seed(2))
     history = []
     for step in range(1, args.steps + 1):
-        loss = sum(losses(model, *batch(256, generator)).values())
+        loss = sum(losses(model, *batch(256, generator)).values(), torch.zeros(()))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -222,6 +222,7 @@ def main() -> None:
     (args.out / "special_tokens_map.json").write_text(json.dumps(tokenizer.special_tokens_map, indent=1) + "\n")
 
     years = prompt_sets(Model(model, tokenizer))["years"]
+    assert years.corrupted is not None  # every prompt set is built with its counterfactual
     with torch.no_grad():
         clean, corrupted = (prob_diff(model(p.tokens).logits, p) for p in (years, years.corrupted))
     summary = {

@@ -20,6 +20,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import transformers
@@ -139,11 +140,12 @@ def make_model(seed: int = 0) -> transformers.GPT2LMHeadModel:
     )
     model = transformers.GPT2LMHeadModel(config)
     with torch.no_grad():
-        for block in model.transformer.h:  # attention-only: every MLP outputs exactly zero
+        blocks: list[Any] = list(model.transformer.h)  # torch types submodule attributes as Tensor | Module
+        for block in blocks:  # attention-only: every MLP outputs exactly zero
             for parameter in block.mlp.parameters():
                 parameter.zero_()
                 parameter.requires_grad_(False)
-        projection = model.transformer.h[0].attn.c_proj.weight  # rows: the heads' z, 16 per head
+        projection = blocks[0].attn.c_proj.weight  # rows: the heads' z, 16 per head
         projection[HEAD_DIM:] = 0.0
     projection.register_hook(_only_first_head)
     return model

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -100,7 +100,7 @@ def induction(vocab: int = 16, *, length: int = 7, n: int = 64, seed: int = 0) -
         wte, wpe = hf.transformer.wte.weight, hf.transformer.wpe.weight
         wte[:, tok : tok + vocab] = torch.eye(vocab)
         wpe[:, pos : pos + n_ctx] = torch.eye(n_ctx)
-        layer0, layer1 = hf.transformer.h
+        layer0, layer1 = _blocks(hf)
         _identity_norm(layer0.ln_1, total=2.0, square=2.0, d=d)  # TOK + POS
         _identity_norm(layer1.ln_1, total=3.0, square=3.0, d=d)  # + PREV (the distractor is along ones)
         _identity_norm(hf.transformer.ln_f, total=4.0, square=4.0, d=d)  # + OUT
@@ -202,7 +202,7 @@ def planted_effect(
         fillers = slice(levels, levels + FILLERS)
         wte[fillers] += baselines[:, None] * q1 + (torch.sqrt(rho**2 - baselines**2) - rho)[:, None] * q2
         wpe[:, pos : pos + length] = torch.eye(length)
-        layer = hf.transformer.h[0]
+        layer = _blocks(hf)[0]
         _identity_norm(layer.ln_1, total=2.0, square=2.0 + rho**2, d=d)
         _identity_norm(hf.transformer.ln_f, total=2.0, square=2.0 + rho**2 + radius**2, d=d)
 
@@ -273,13 +273,18 @@ def _gpt2(vocab: int, n_ctx: int, d_head: int, n_layer: int) -> transformers.GPT
         bos_token_id=vocab - 1,
         eos_token_id=vocab - 1,
         tie_word_embeddings=False,
-        attn_implementation="eager",
+        attn_implementation="eager",  # type: ignore[call-arg]  # a PretrainedConfig keyword, not in the typed signature
     )
     model = transformers.GPT2LMHeadModel(config).eval()
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.zero_()
     return model
+
+
+def _blocks(hf: transformers.GPT2LMHeadModel) -> list[Any]:
+    """GPT-2's blocks, typed ``Any``: torch types a submodule's attributes as ``Tensor | Module``."""
+    return list(hf.transformer.h)
 
 
 def _identity_norm(norm: torch.nn.LayerNorm, *, total: float, square: float, d: int) -> None:
@@ -290,7 +295,7 @@ def _identity_norm(norm: torch.nn.LayerNorm, *, total: float, square: float, d: 
     norm.bias.fill_(mean)
 
 
-def _head(block: torch.nn.Module, head: int, d_head: int) -> tuple[torch.Tensor, ...]:
+def _head(block: Any, head: int, d_head: int) -> tuple[torch.Tensor, ...]:
     """Views of one head's W_Q, W_K, W_V (``[d_model, d_head]``) and W_O (``[d_head, d_model]``)."""
     d = HEADS * d_head
     cols = slice(head * d_head, (head + 1) * d_head)
@@ -299,7 +304,7 @@ def _head(block: torch.nn.Module, head: int, d_head: int) -> tuple[torch.Tensor,
     return q, k, v, block.attn.c_proj.weight[cols]
 
 
-def _query_bias(block: torch.nn.Module, head: int, d_head: int) -> torch.Tensor:
+def _query_bias(block: Any, head: int, d_head: int) -> torch.Tensor:
     return block.attn.c_attn.bias[head * d_head : (head + 1) * d_head]
 
 
