@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mitest import stats
+from mitest.claims import stats
 
 SIMS, ALPHA, SIZES = 20_000, 0.05, (10, 30, 100, 500)
 

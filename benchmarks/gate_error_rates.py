@@ -73,6 +73,8 @@ from safetensors.torch import save_file
 
 import mitest as mt
 from mitest.zoo import greater_than, induction
+from mitest.zoo.training import greater_than as greater_than_training
+from mitest.zoo.training import induction as induction_training
 
 ROOT = Path(__file__).resolve().parents[1]
 ALPHA, DETECTION_TARGET = 0.05, 0.95
@@ -186,7 +188,7 @@ def _freeze_like_training(hf_model: torch.nn.Module, model: str) -> list[torch.n
         for block in hf_model.transformer.h:
             for parameter in block.mlp.parameters():
                 parameter.requires_grad_(False)
-        hf_model.transformer.h[0].attn.c_proj.weight.register_hook(induction._only_first_head)
+        hf_model.transformer.h[0].attn.c_proj.weight.register_hook(induction_training.only_first_head)
     return [parameter for parameter in hf_model.parameters() if parameter.requires_grad]
 
 
@@ -234,12 +236,12 @@ def finetune(hf_model: torch.nn.Module, rng: np.random.Generator, index: int, *,
     if model == "induction":
 
         def loss(m: torch.nn.Module) -> torch.Tensor:
-            tokens = induction.training_tokens(64, data)
+            tokens = induction_training.training_tokens(64, data)
             return m(tokens, labels=tokens).loss
     else:
 
         def loss(m: torch.nn.Module) -> torch.Tensor:
-            return sum(greater_than.losses(m, *greater_than.batch(256, data)).values())
+            return sum(greater_than_training.losses(m, *greater_than_training.batch(256, data)).values())
 
     _optimise(hf_model, model, lr, loss, steps)
     return f"{steps} AdamW steps, lr {lr:.2g}"
@@ -321,7 +323,7 @@ def retrain_induction_away(hf_model: torch.nn.Module, rng: np.random.Generator, 
         return m(tokens, labels=tokens).loss
 
     def gone(m: torch.nn.Module) -> bool:
-        return induction.repeat_loss(m, INDUCTION_HELD_OUT) > 3.5
+        return induction_training.repeat_loss(m, INDUCTION_HELD_OUT) > 3.5
 
     steps = _optimise(hf_model, "induction", 1e-3, loss, 2000, stop=gone, every=10)
     return f"{steps} AdamW steps (lr 0.001) on random tokens without planted repeats"
@@ -333,10 +335,10 @@ def retrain_greater_than_away(hf_model: torch.nn.Module, rng: np.random.Generato
     years = greater_than.prompt_sets(mt.Model.load(mt.zoo.path("greater-than")))["years"]
 
     def loss(m: torch.nn.Module) -> torch.Tensor:
-        tokens, target = greater_than.batch(256, data)
+        tokens, target = greater_than_training.batch(256, data)
         target = torch.zeros_like(target)
         target[:, greater_than.FIRST_YEAR_ID :] = 1.0 / len(greater_than.YEARS)
-        return sum(greater_than.losses(m, tokens, target).values())
+        return sum(greater_than_training.losses(m, tokens, target).values())
 
     def gone(m: torch.nn.Module) -> bool:
         clean, corrupted = _prob_diffs(m, years)
@@ -382,7 +384,7 @@ def behaviour(model: mt.Model, name: str) -> tuple[float, str]:
     """The task's behaviour measured on a loaded release: induction's repeat loss on the held-out
     prompts (lower is better), greater-than's prob_diff gap between clean and corrupted prompts."""
     if name == "induction":
-        value = induction.repeat_loss(model.hf_model, INDUCTION_HELD_OUT)
+        value = induction_training.repeat_loss(model.hf_model, INDUCTION_HELD_OUT)
         return value, f"repeat loss {value:.3f}"
     clean, corrupted = _prob_diffs(model.hf_model, greater_than.prompt_sets(model)["years"])
     return clean - corrupted, f"prob_diff {clean:.3f} (corrupted {corrupted:.3f})"

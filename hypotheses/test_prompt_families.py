@@ -12,7 +12,7 @@ import torch
 import mitest as mt
 from mitest.zoo.greater_than import FIRST_YEAR_ID, YEAR_OFFSET
 
-NEXT_TOKEN = mt.strategies.induction()  # [BOS] + r + r[:k], answered by r[k]
+NEXT_TOKEN = mt.zoo.induction.family()  # [BOS] + r + r[:k], answered by r[k]
 INDUCTION_HEADS = mt.heads("1.0", "1.1", "1.2", "1.3")
 
 
@@ -56,7 +56,7 @@ def test_the_top_prediction_is_always_the_next_year(mi, greater_than_model):
     """A deliberately FALSE claim: "the model's top prediction is always YY + 1". It spreads its
     probability over the later years, so Hypothesis finds a prompt where it is not, and shrinks it to
     the simplest one (first noun, verb and century; smallest year); the failure message shows it."""
-    family = mt.strategies.greater_than(greater_than_model.tokenizer)
+    family = mt.zoo.greater_than.family(greater_than_model.tokenizer)
 
     def top_is_next_year(prompt):
         year = int(prompt.tokens[0, -1 - YEAR_OFFSET]) - FIRST_YEAR_ID

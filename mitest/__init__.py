@@ -18,12 +18,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # static view of the lazy names below; nothing is imported at run time
-    from . import metrics, stats, strategies, zoo
-    from .circuits import CircuitTest, circuit
-    from .claims import Effect, expect_monotonic
-    from .config import settings
-    from .directions import mean_difference
-    from .errors import (
+    from mitest import zoo
+    from mitest.circuits.circuit import CircuitTest, circuit
+    from mitest.claims import stats
+    from mitest.claims.effect import Effect, expect_monotonic
+    from mitest.claims.verdict import HOLDS, INCONCLUSIVE, REFUTED, Verdict
+    from mitest.config import settings
+    from mitest.engine.directions import mean_difference
+    from mitest.engine.measure import activations, measure
+    from mitest.errors import (
         BaselineError,
         BaselineRegression,
         CandidateError,
@@ -50,8 +53,12 @@ if TYPE_CHECKING:  # static view of the lazy names below; nothing is imported at
         WriteError,
         ZooError,
     )
-    from .hypothesis import Hypothesis
-    from .interventions import (
+    from mitest.families import strategies
+    from mitest.families.properties import expect_for_all
+    from mitest.model.model import Model
+    from mitest.spec import metrics
+    from mitest.spec.hypothesis import Hypothesis
+    from mitest.spec.interventions import (
         Ablate,
         Combined,
         Intervention,
@@ -66,12 +73,9 @@ if TYPE_CHECKING:  # static view of the lazy names below; nothing is imported at
         scrub,
         steer,
     )
-    from .model import Model
-    from .positions import Positions, as_positions
-    from .prompts import Prompts
-    from .properties import expect_for_all
-    from .run import activations, measure
-    from .sites import (
+    from mitest.spec.positions import Positions, as_positions
+    from mitest.spec.prompts import Prompts
+    from mitest.spec.sites import (
         Site,
         Sites,
         attn,
@@ -83,21 +87,20 @@ if TYPE_CHECKING:  # static view of the lazy names below; nothing is imported at
         resid,
         site,
     )
-    from .verdict import HOLDS, INCONCLUSIVE, REFUTED, Verdict
 
 __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "metrics": "mitest.metrics",
-    "stats": "mitest.stats",
-    "strategies": "mitest.strategies",
+    "metrics": "mitest.spec.metrics",
+    "stats": "mitest.claims.stats",
+    "strategies": "mitest.families.strategies",
     "zoo": "mitest.zoo",
-    "Effect": "mitest.claims",
-    "expect_monotonic": "mitest.claims",
-    "expect_for_all": "mitest.properties",
-    "circuit": "mitest.circuits",
-    "CircuitTest": "mitest.circuits",
+    "Effect": "mitest.claims.effect",
+    "expect_monotonic": "mitest.claims.effect",
+    "expect_for_all": "mitest.families.properties",
+    "circuit": "mitest.circuits.circuit",
+    "CircuitTest": "mitest.circuits.circuit",
     "BaselineError": "mitest.errors",
     "BaselineRegression": "mitest.errors",
     "CandidateError": "mitest.errors",
@@ -123,42 +126,42 @@ _EXPORTS = {
     "StatsError": "mitest.errors",
     "WriteError": "mitest.errors",
     "ZooError": "mitest.errors",
-    "Ablate": "mitest.interventions",
-    "Combined": "mitest.interventions",
-    "Intervention": "mitest.interventions",
-    "Hypothesis": "mitest.hypothesis",
-    "Patch": "mitest.interventions",
-    "PathPatch": "mitest.interventions",
-    "Steer": "mitest.interventions",
-    "ablate": "mitest.interventions",
-    "combine": "mitest.interventions",
-    "patch": "mitest.interventions",
-    "path_patch": "mitest.interventions",
-    "scrub": "mitest.interventions",
-    "Scrub": "mitest.interventions",
-    "steer": "mitest.interventions",
-    "Model": "mitest.model",
-    "Positions": "mitest.positions",
-    "as_positions": "mitest.positions",
-    "Prompts": "mitest.prompts",
-    "activations": "mitest.run",
-    "measure": "mitest.run",
+    "Ablate": "mitest.spec.interventions",
+    "Combined": "mitest.spec.interventions",
+    "Intervention": "mitest.spec.interventions",
+    "Hypothesis": "mitest.spec.hypothesis",
+    "Patch": "mitest.spec.interventions",
+    "PathPatch": "mitest.spec.interventions",
+    "Steer": "mitest.spec.interventions",
+    "ablate": "mitest.spec.interventions",
+    "combine": "mitest.spec.interventions",
+    "patch": "mitest.spec.interventions",
+    "path_patch": "mitest.spec.interventions",
+    "scrub": "mitest.spec.interventions",
+    "Scrub": "mitest.spec.interventions",
+    "steer": "mitest.spec.interventions",
+    "Model": "mitest.model.model",
+    "Positions": "mitest.spec.positions",
+    "as_positions": "mitest.spec.positions",
+    "Prompts": "mitest.spec.prompts",
+    "activations": "mitest.engine.measure",
+    "measure": "mitest.engine.measure",
     "settings": "mitest.config",
-    "Site": "mitest.sites",
-    "Sites": "mitest.sites",
-    "attn": "mitest.sites",
-    "direction": "mitest.sites",
-    "mean_difference": "mitest.directions",
-    "head": "mitest.sites",
-    "heads": "mitest.sites",
-    "mlp": "mitest.sites",
-    "neurons": "mitest.sites",
-    "resid": "mitest.sites",
-    "site": "mitest.sites",
-    "HOLDS": "mitest.verdict",
-    "INCONCLUSIVE": "mitest.verdict",
-    "REFUTED": "mitest.verdict",
-    "Verdict": "mitest.verdict",
+    "Site": "mitest.spec.sites",
+    "Sites": "mitest.spec.sites",
+    "attn": "mitest.spec.sites",
+    "direction": "mitest.spec.sites",
+    "mean_difference": "mitest.engine.directions",
+    "head": "mitest.spec.sites",
+    "heads": "mitest.spec.sites",
+    "mlp": "mitest.spec.sites",
+    "neurons": "mitest.spec.sites",
+    "resid": "mitest.spec.sites",
+    "site": "mitest.spec.sites",
+    "HOLDS": "mitest.claims.verdict",
+    "INCONCLUSIVE": "mitest.claims.verdict",
+    "REFUTED": "mitest.claims.verdict",
+    "Verdict": "mitest.claims.verdict",
 }
 
 _MODULES = {"metrics", "stats", "strategies", "zoo"}

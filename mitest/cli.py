@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(path: Path, out: Path | None) -> int:
-    from .report import load_run, write_reports
+    from mitest.results.report import load_run, write_reports
 
     for written in write_reports(load_run(path), out or path.parent):
         print(written)
@@ -57,8 +57,8 @@ def _report(path: Path, out: Path | None) -> int:
 
 
 def _compare(old_path: Path, new_path: Path, margin: float, gate: str) -> int:
-    from . import baseline
-    from .report import load_run
+    from mitest.results import baseline
+    from mitest.results.report import load_run
 
     old = {c["key"]: c for c in load_run(old_path)["claims"]}
     new_run = load_run(new_path)

@@ -20,7 +20,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import SettingsError
+from mitest.errors import SettingsError
 
 
 @dataclass(frozen=True)

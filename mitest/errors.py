@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .verdict import Verdict
+    from mitest.claims.verdict import Verdict
 
 # -- claims ----------------------------------------------------------------------------------------
 

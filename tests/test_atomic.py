@@ -1,7 +1,7 @@
-"""All-or-nothing writes (mitest.atomic): unit tests, a crash at every step, SIGKILL and Ctrl-C trials.
+"""All-or-nothing writes (mitest.results.atomic): unit tests, a crash at every step, SIGKILL and Ctrl-C trials.
 
 The crash tests run the writer in child processes forked from one small helper process (the
-"forker", which imports little beyond mitest.atomic), so a trial costs a fork, not an interpreter start.
+"forker", which imports little beyond mitest.results.atomic), so a trial costs a fork, not an interpreter start.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 import mitest as mt
-from mitest import atomic
-from mitest.report import build_run, write_reports
+from mitest.results import atomic
+from mitest.results.report import build_run, write_reports
 
 SIGKILL_TRIALS = 200  # about 2.5 s; the slow variant runs 1000
 SIGINT_TRIALS = 100  # about 1 s; the slow variant runs 500
@@ -255,7 +255,7 @@ def test_reports_are_one_write_and_an_unusable_reports_path_is_a_clear_error(tmp
     reports, names = tmp_path / "reports", ["run.json", "summary.md", "report.html", "per_prompt.csv"]
     calls = []
     monkeypatch.setattr(
-        "mitest.report.write_files", lambda files: calls.append(list(files)) or atomic.write_files(files)
+        "mitest.results.report.write_files", lambda files: calls.append(list(files)) or atomic.write_files(files)
     )
     assert [p.name for p in write_reports(run, reports)] == names
     assert [[p.name for p in files] for files in calls] == [names]  # one write for all four
@@ -373,7 +373,7 @@ def test_a_damaged_journal_is_a_clear_error_and_its_files_are_left_for_a_person(
 FORKER = r"""
 import json, os, signal, sys, traceback
 from pathlib import Path
-from mitest import atomic
+from mitest.results import atomic
 
 signal.signal(signal.SIGINT, signal.default_int_handler)
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # children unblock it inside their try

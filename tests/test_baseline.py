@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mitest import baseline
-from mitest.spec import identity
+from mitest.results import baseline
+from mitest.spec.base import identity
 
 
 def _record(values, *, outcome="HOLDS", estimate=None, gap=0.5, kind="effect", threshold=1.0, parameters=None):
@@ -167,7 +167,7 @@ def test_the_evidence_gate_keeps_its_false_alarm_rate_and_detects_planted_drops(
 
 
 def _vectorised_beyond(drops: np.ndarray, allowed: float) -> np.ndarray:
-    from mitest.stats import mean_test
+    from mitest.claims.stats import mean_test
 
     return mean_test(drops - allowed, "greater").pvalue
 
@@ -250,8 +250,8 @@ def test_an_entry_without_a_model_is_compared():
 
 
 def test_a_changed_custom_metric_changes_the_claim():
-    from mitest.metrics import Custom
-    from mitest.run import claim_identity
+    from mitest.engine.effects import claim_identity
+    from mitest.spec.metrics import Custom
 
     class Fake:
         fingerprint = "p"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mitest.candidates import CandidateError, Candidates, parse
+from mitest.plugin.candidates import CandidateError, Candidates, parse
 
 
 def test_a_name_stands_for_one_model_whatever_default_a_later_test_gives(tmp_path):

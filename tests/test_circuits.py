@@ -15,7 +15,7 @@ import pytest
 from scipy import stats as sps
 
 import mitest as mt
-import mitest.circuits
+import mitest.circuits.circuit
 from mitest.zoo import planted
 
 ALPHA = 0.01
@@ -117,13 +117,13 @@ def test_the_default_universe_is_every_head_and_mlp(induction):
 
 def test_each_knocked_out_set_is_measured_once(induction, monkeypatch):
     calls = []
-    measure = mitest.circuits.measure
+    measure = mitest.circuits.circuit.measure
 
     def counting(model, prompts, intervention, metric, **kwargs):
         calls.append(intervention.key())
         return measure(model, prompts, intervention, metric, **kwargs)
 
-    monkeypatch.setattr(mitest.circuits, "measure", counting)
+    monkeypatch.setattr(mitest.circuits.circuit, "measure", counting)
     c = mt.circuit(*induction, CIRCUIT, LOSS, components=HEADS)
     for seed in (0, 1):
         _verdict(c.expect_sufficient, 0.9, samples=60, seed=seed, alpha=ALPHA)
@@ -155,10 +155,10 @@ def test_the_binomial_decision_keeps_false_holds_within_alpha():
     held_at_boundary = held_ordinary = 0
     for trial in range(trials):
         scores = rng.normal(size=samples)
-        held_at_boundary += mitest.circuits.rank_test(boundary, scores, quantile)[1] < alpha
+        held_at_boundary += mitest.circuits.circuit.rank_test(boundary, scores, quantile)[1] < alpha
         # a false HOLDS: the circuit does not truly beat the quantile (its true rank is at most 0.9)
         false = sps.norm.cdf(ordinary[trial]) <= quantile
-        held_ordinary += false and mitest.circuits.rank_test(ordinary[trial], scores, quantile)[1] < alpha
+        held_ordinary += false and mitest.circuits.circuit.rank_test(ordinary[trial], scores, quantile)[1] < alpha
     tolerance = 3 * math.sqrt(alpha * (1 - alpha) / trials)
     assert held_at_boundary / trials <= alpha + tolerance
     assert held_ordinary / trials <= alpha + tolerance
@@ -167,15 +167,15 @@ def test_the_binomial_decision_keeps_false_holds_within_alpha():
 
 
 def test_rank_test_p_values_are_exact_binomial_tails():
-    k, p_holds, p_refuted = mitest.circuits.rank_test(1.0, np.zeros(30), 0.9)
+    k, p_holds, p_refuted = mitest.circuits.circuit.rank_test(1.0, np.zeros(30), 0.9)
     assert k == 30 and p_holds == pytest.approx(0.9**30) and p_refuted == pytest.approx(1.0)
-    k, p_holds, p_refuted = mitest.circuits.rank_test(0.0, [-1.0, 0.0, 0.0, 1.0], 0.5)  # ties count against
+    k, p_holds, p_refuted = mitest.circuits.circuit.rank_test(0.0, [-1.0, 0.0, 0.0, 1.0], 0.5)  # ties count against
     assert k == 1 and p_refuted == pytest.approx(5 / 16) and p_holds == pytest.approx(15 / 16)
 
 
 @pytest.mark.parametrize(("quantile", "alpha"), [(0.9, 0.05), (0.9, 0.01), (0.5, 0.001), (0.99, 0.05 / 40)])
 def test_default_samples_make_holds_reachable(quantile, alpha):
-    n = mitest.circuits.default_samples(quantile, alpha)
+    n = mitest.circuits.circuit.default_samples(quantile, alpha)
     assert quantile**n <= alpha / 2 < quantile ** (n - 1)
 
 

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats as sps
 
 import mitest as mt
-from mitest import stats
+from mitest.claims import stats
 
 
 def _cr1_pvalue(values, groups, threshold):

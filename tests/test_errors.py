@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 import mitest as mt
-from mitest import baseline, candidates, claims, config, errors, hypothesis, plugin, report, stats
+from mitest import config, errors, plugin
+from mitest.claims import effect as claims
+from mitest.claims import stats
+from mitest.plugin import candidates
+from mitest.results import baseline, report
+from mitest.spec import hypothesis
 
 PACKAGE = Path(mt.__file__).parent
 

@@ -28,9 +28,9 @@ from hypothesis.extra import numpy as npst
 
 import mitest as mt
 from conftest import VOCAB, build
-from mitest import atomic, baseline
 from mitest.cli import main as cli
-from mitest.report import ReportError, build_run, load_run, write_reports
+from mitest.results import atomic, baseline
+from mitest.results.report import ReportError, build_run, load_run, write_reports
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

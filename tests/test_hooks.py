@@ -9,7 +9,7 @@ import torch
 
 import mitest as mt
 from conftest import build, hooks_left, random_prompts
-from mitest import hooks as mitest_hooks
+from mitest.engine import hooks as mitest_hooks
 
 
 def _state(hf_model):

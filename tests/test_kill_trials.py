@@ -1,7 +1,7 @@
 """End-to-end kill trials: a pytest run with ``--mitest-update-baseline`` killed (SIGKILL) or interrupted
 (Ctrl-C) at random moments, most of them inside its session-finish writes, leaves every baseline file
 old or every one new, the four reports likewise, and no temporary file: after Ctrl-C at once, after
-SIGKILL once the next run (or ``mitest.atomic.recover``) has been through the folders.
+SIGKILL once the next run (or ``mitest.results.atomic.recover``) has been through the folders.
 
 The inner suite has 11 test modules in 3 folders (``a/``, ``b/``, ``c/``), each deciding one claim with
 ``mt.Effect.from_values`` whose estimate is ``VERSION + index / 100``; ``VERSION`` is read from
@@ -40,7 +40,7 @@ from statistics import mean
 
 import pytest
 
-from mitest import atomic, baseline
+from mitest.results import atomic, baseline
 
 SIGKILL_TRIALS = 16  # about 10 s on 2 cores (every fifth followed by a normal run); 15 s under load
 SIGINT_TRIALS = 16  # about 10 s; 18 s under load
@@ -81,8 +81,8 @@ FORKER = r"""
 import gc, json, os, signal, sys, traceback
 
 import numpy, pandas, pytest, scipy.stats  # what an inner run imports, so that a forked run starts warm
-import mitest, mitest.claims, mitest.gating, mitest.plugin, mitest.report, mitest.report.html
-import mitest.report.markdown, mitest.report.table
+import mitest, mitest.claims.effect, mitest.results.gating, mitest.plugin
+import mitest.results.report, mitest.results.report.html, mitest.results.report.markdown, mitest.results.report.table
 
 gc.collect()
 gc.freeze()  # the runs' garbage collections (pytest forces some) skip everything imported here

@@ -266,7 +266,7 @@ def test_the_plugin_imports_without_torch():
 
 
 def test_markdown_is_size_capped_at_a_row_boundary():
-    from mitest.report.markdown import render_markdown
+    from mitest.results.report.markdown import render_markdown
 
     claim = {
         "outcome": "HOLDS",
@@ -289,7 +289,7 @@ def test_markdown_is_size_capped_at_a_row_boundary():
 
 
 def test_atomic_writes_leave_the_old_file_when_writing_fails(tmp_path, monkeypatch):
-    from mitest import atomic
+    from mitest.results import atomic
 
     target = tmp_path / "run.json"
     target.write_text("old")

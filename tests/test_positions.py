@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mitest as mt
-from mitest.positions import as_positions
+from mitest.spec.positions import as_positions
 
 LENGTHS = torch.tensor([4, 6, 3])
 INDEX = torch.arange(3)

@@ -107,3 +107,30 @@ def test_fingerprint_depends_on_content_only():
     assert a.fingerprint == mt.Prompts(np.array([[1, 2, 3]]), answers=[4]).fingerprint
     assert a.fingerprint != mt.Prompts([[1, 2, 3]], answers=[5]).fingerprint
     assert a.fingerprint != mt.Prompts([[1, 2, 4]], answers=[4]).fingerprint
+
+
+def test_prompts_refuse_reassignment_of_their_fields():
+    prompts = mt.Prompts([[1, 2, 3], [4, 5, 6]], answers=[1, 2], corrupted=[[7, 8, 9], [7, 8, 0]])
+    for target, field in (
+        (prompts, "answers"),
+        (prompts, "ids"),
+        (prompts.corrupted, "index"),
+        (prompts[0:1], "groups"),
+    ):
+        with pytest.raises(mt.PromptsError, match="immutable"):
+            setattr(target, field, None)
+
+
+def test_a_prompt_set_edited_in_place_is_refused_when_next_identified():
+    prompts = mt.Prompts([[1, 2, 3], [4, 5, 6]], answers=[1, 2], corrupted=[[7, 8, 9], [7, 8, 0]])
+    first = prompts.fingerprint
+    assert prompts.fingerprint == first  # computed once, then kept
+    prompts.corrupted.tokens[0, 0] = 2  # a write into the twin's tensor
+    with pytest.raises(mt.PromptsError, match="edited in place"):
+        _ = prompts.fingerprint
+
+
+def test_group_labels_of_a_prompt_set_are_read_only():
+    prompts = mt.Prompts([[1, 2], [3, 4]], groups=["a", "b"])
+    with pytest.raises(ValueError, match="read-only"):
+        prompts.groups[0] = "b"

@@ -32,9 +32,13 @@ def test_each_type_checking_import_names_the_module_the_lazy_export_loads():
     tree = ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8"))
     seen = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mitest"):
             for alias in node.names:
-                seen[alias.name] = f"mitest.{node.module}" if node.module else f"mitest.{alias.name}"
+                submodule = f"{node.module}.{alias.name}"
+                is_module = (PACKAGE.parent / submodule.replace(".", "/")).with_suffix(".py").exists() or (
+                    PACKAGE.parent / submodule.replace(".", "/") / "__init__.py"
+                ).exists()
+                seen[alias.name] = submodule if is_module else node.module
     assert seen == {name: module for name, module in mt._EXPORTS.items()}
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mitest as mt
-from mitest.spec import identity
+from mitest.spec.base import identity
 from mitest.zoo import planted
 
 LOSS = mt.metrics.loss(positions="second_half")
@@ -181,7 +181,7 @@ def test_a_residual_node_at_some_positions_leaves_the_rest_to_resampling(inducti
 
 
 def test_cancellation_is_reported_with_counts():
-    from mitest.scrubbing import _cancellation
+    from mitest.engine.scrubbing import _cancellation
 
     clean = np.zeros(40)
     resampled = np.full(40, -1.0)

@@ -94,3 +94,62 @@ def test_interventions_sum_into_one_combination():
     assert sum([first]) is first
     with pytest.raises(mt.InterventionError, match="combine"):
         3 + first
+
+
+_SITE = mt.site("blocks.0.hook_resid_post")
+_DIRECTION = mt.direction("blocks.0.hook_resid_post", [1.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    "direct, factory",
+    [
+        (lambda: mt.Ablate(_SITE, method="bogus"), lambda: mt.ablate(_SITE, method="bogus")),
+        (lambda: mt.Ablate(_SITE, reference="x"), lambda: mt.ablate(_SITE, reference="x")),
+        (lambda: mt.Ablate(_SITE, seed=-1), lambda: mt.ablate(_SITE, seed=-1)),
+        (lambda: mt.Ablate(_SITE, per_position="yes"), lambda: mt.ablate(_SITE, per_position="yes")),
+        (lambda: mt.Patch(_SITE, source="other"), lambda: mt.patch(_SITE, source="other")),
+        (lambda: mt.PathPatch(_SITE, []), lambda: mt.path_patch(_SITE, [])),
+        (lambda: mt.PathPatch(_SITE, "logits", 3), lambda: mt.path_patch(_SITE, "logits", 3)),
+        (lambda: mt.Steer(_SITE, 1.0), lambda: mt.steer(_SITE, 1.0)),
+        (lambda: mt.Steer(_DIRECTION, float("nan")), lambda: mt.steer(_DIRECTION, float("nan"))),
+        (lambda: mt.Scrub("not a hypothesis"), lambda: mt.scrub("not a hypothesis")),
+    ],
+)
+def test_intervention_specs_built_directly_check_themselves_as_their_factories_do(direct, factory):
+    with pytest.raises(mt.InterventionError) as from_factory:
+        factory()
+    with pytest.raises(mt.InterventionError) as built:
+        direct()
+    assert str(built.value) == str(from_factory.value)
+
+
+@pytest.mark.parametrize(
+    "build, error, message",
+    [
+        (lambda: mt.Site(3), mt.SiteError, "site names are strings"),
+        (lambda: mt.Site("blocks.0.attn.hook_z", index=[]), mt.SiteError, "component indices"),
+        (lambda: mt.Site("blocks.0.attn.hook_z", index=(1.5,)), mt.SiteError, "component index must be an int"),
+        (lambda: mt.Site("blocks.0.hook_resid_post", positions="nowhere"), mt.PositionsError, "unknown position"),
+        (lambda: mt.Site("blocks.0.hook_resid_post", direction=(0.0, 0.0)), mt.SiteError, "non-zero, finite"),
+        (lambda: mt.Site("blocks.0.hook_resid_post", derived="recipe"), mt.SiteError, "give the direction too"),
+        (lambda: mt.Positions("bogus"), mt.PositionsError, "not a position selection"),
+        (lambda: mt.Positions("fixed", [1, 2]), mt.PositionsError, "not a position selection"),
+    ],
+)
+def test_sites_and_positions_built_directly_refuse_bad_fields(build, error, message):
+    with pytest.raises(error, match=message):
+        build()
+
+
+def test_sites_built_directly_are_normalised_like_those_from_factories():
+    built = mt.Site("blocks.0.attn.hook_z", index=[1, 2], positions="last", direction=None)
+    assert built == mt.site("blocks.0.attn.hook_z", [1, 2]).at("last") and built.index == (1, 2)
+    assert mt.Site("blocks.0.hook_resid_post", direction=np.array([1, 2])).direction == (1.0, 2.0)
+    assert mt.Ablate(_SITE).sites == mt.ablate(_SITE).sites  # a bare site becomes Sites
+
+
+def test_effects_compare_by_identity_not_by_their_arrays():
+    effect = mt.Effect.from_values([1.0, 2.0], [1.5, 2.5])
+    twin = mt.Effect.from_values([1.0, 2.0], [1.5, 2.5])
+    assert effect == effect and effect != twin  # no "truth value of an array is ambiguous"
+    assert len({effect, twin}) == 2

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from mitest import stats
+from mitest.claims import stats
 
 
 def test_the_test_is_the_t_test_on_symmetric_data():

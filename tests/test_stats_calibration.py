@@ -2,7 +2,7 @@
 
 Each check simulates 2,000 claims per setting whose truth sits exactly at the boundary (the claim
 is false at the margin) and asserts the false-HOLDS rate stays within alpha plus three Monte-Carlo
-standard errors. Power on planted effects is compared with :func:`mitest.stats.power`.
+standard errors. Power on planted effects is compared with :func:`mitest.claims.stats.power`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 import pytest
 
-from mitest import stats
+from mitest.claims import stats
 
 ALPHA = 0.05
 SIMS = 2000

@@ -14,7 +14,7 @@ from hypothesis.database import InMemoryExampleDatabase
 import mitest as mt
 from mitest.zoo import greater_than, induction
 
-NEXT_TOKEN = mt.strategies.induction()
+NEXT_TOKEN = mt.zoo.induction.family()
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_every_drawn_induction_prompt_is_well_formed(prompt):
 
 
 def test_samples_are_seeded(years_tokenizer):
-    family = mt.strategies.greater_than(years_tokenizer)
+    family = mt.zoo.greater_than.family(years_tokenizer)
     first, again, other = family.sample(20, seed=3), family.sample(20, seed=3), family.sample(20, seed=4)
     assert torch.equal(first.ids, again.ids) and first.fingerprint == again.fingerprint
     assert not torch.equal(first.ids, other.ids)
@@ -96,7 +96,7 @@ def test_a_counterfactual_of_another_length_names_the_family(years_tokenizer):
         (lambda: mt.strategies.tokens(0, 3, 5), "cannot draw 5 distinct tokens from 4"),
         (lambda: mt.strategies.numbers(5, 1), "low <= high"),
         (lambda: mt.strategies.choice(), "at least one value"),
-        (lambda: mt.strategies.induction(segment=40), "segment"),
+        (lambda: mt.zoo.induction.family(segment=40), "segment"),
         (lambda: NEXT_TOKEN.sample(0), "positive int"),
     ],
 )
@@ -193,7 +193,7 @@ def test_property_claims_reach_the_report(pytester, monkeypatch):
 import mitest as mt
 
 def test_short_segments(mi):
-    mt.expect_for_all(mt.strategies.induction(), lambda prompt: int(prompt.lengths[0]) < 20)
+    mt.expect_for_all(mt.zoo.induction.family(), lambda prompt: int(prompt.lengths[0]) < 20)
 """
     )
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(failed=1)
@@ -227,7 +227,7 @@ from hypothesis import given, settings
 import mitest as mt
 
 @settings(database=None, derandomize=True)
-@given(prompt=mt.strategies.induction().strategy())
+@given(prompt=mt.zoo.induction.family().strategy())
 def test_short(prompt):
     assert int(prompt.lengths[0]) < 25
 """
@@ -341,14 +341,14 @@ def test_nested(mi):
     def effect_is_positive(prompt):
         effect = mt.Effect.from_values([0.0, 0.0, 0.0], [1.0, 1.2, 0.9])
         return effect.expect_increase(at_least=0.5, alpha=0.2).holds
-    mt.expect_for_all(mt.strategies.induction(), effect_is_positive, examples=10)
+    mt.expect_for_all(mt.zoo.induction.family(), effect_is_positive, examples=10)
 
 def test_inconclusive_is_not_a_counterexample(mi):
     def undecided(prompt):
         mt.Effect.from_values([0.0, 0.0, 0.0], [1.0, -1.0, 0.1]).expect_increase(at_least=0.5)
         return True
     with pytest.raises(mt.MitestError, match="INCONCLUSIVE: that is not a counterexample"):
-        mt.expect_for_all(mt.strategies.induction(), undecided, examples=3)
+        mt.expect_for_all(mt.zoo.induction.family(), undecided, examples=3)
 """
     )
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
@@ -367,7 +367,7 @@ def test_a_family_key_does_not_depend_on_where_the_tokenizer_was_loaded_from(tmp
     import transformers
 
     keys = {
-        mt.strategies.greater_than(transformers.AutoTokenizer.from_pretrained(tmp_path / where)).key()
+        mt.zoo.greater_than.family(transformers.AutoTokenizer.from_pretrained(tmp_path / where)).key()
         for where in ("a", "b")
     }
-    assert len(keys) == 1 and keys == {mt.strategies.greater_than(years_tokenizer).key()}
+    assert len(keys) == 1 and keys == {mt.zoo.greater_than.family(years_tokenizer).key()}

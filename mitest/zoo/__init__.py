@@ -6,7 +6,8 @@
 
 Each trained model lives in ``mitest/zoo/weights/<name>/`` (safetensors, config, tokenizer files
 where the task has words, and a model card ``README.md`` saying which circuit it has and how that
-was checked); the module that defines its task also holds the seeded script that trained it.
+was checked). The module that defines its task (``mt.zoo.induction``, ``mt.zoo.greater_than``) holds its
+prompt sets and prompt family; :mod:`mitest.zoo.training` holds the seeded scripts that trained them.
 Hand-constructed models with exactly planted circuits are built in code by :mod:`mitest.zoo.planted`.
 """
 
@@ -18,11 +19,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple
 
-from ..errors import ModelLoadError, closest
+from mitest.errors import ModelLoadError, closest
 
 if TYPE_CHECKING:
-    from ..model import Model
-    from ..prompts import Prompts
+    from mitest.model.model import Model
+    from mitest.spec.prompts import Prompts
 
 WEIGHTS = Path(__file__).parent / "weights"
 
@@ -71,8 +72,18 @@ def card(name: str) -> str:
 
 def load(name: str) -> ZooModel:
     """Load a zoo model (offline, safetensors only) with the prompt sets of its task."""
-    from ..model import Model
+    from mitest.model.model import Model
 
     task = importlib.import_module(f"{__name__}.{_task(name)}")
     model = Model.load(path(name))
     return ZooModel(model, MappingProxyType(dict(task.prompt_sets(model))))
+
+
+_SUBMODULES = ("greater_than", "induction", "planted", "training")
+
+
+def __getattr__(name: str) -> object:
+    """The task modules load on first use (``mt.zoo.induction.family()``): they import torch."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 import transformers
 
-from ..errors import ZooError
-from ..model import Model
-from ..prompts import Prompts
+from mitest.errors import ZooError
+from mitest.model.model import Model
+from mitest.spec.prompts import Prompts
 
 HEADS = 4
 HARD = 1000.0  # attention-logit scale of planted patterns: non-attended keys score at least HARD / 2 lower

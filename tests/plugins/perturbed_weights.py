@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from mitest.model import Model
+from mitest.model.model import Model
 
 SCALE = 1e-6
 _load = Model.load.__func__

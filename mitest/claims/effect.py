@@ -1,0 +1,426 @@
+"""``mt.Effect`` and its expectations: per-prompt outcomes of an intervention, decided as claims.
+
+Each ``expect_*`` method tests a claim on the paired per-prompt values and returns a
+:class:`~mitest.claims.verdict.Verdict` when it HOLDS, or raises :class:`ClaimRefuted` /
+:class:`ClaimInconclusive` (both ``AssertionError``, so pytest reports a failed test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mitest.claims import stats
+from mitest.claims.verdict import HOLDS, INCONCLUSIVE, REFUTED, Verdict
+from mitest.config import claim_alpha, current_recorder, settings
+from mitest.errors import ClaimInconclusive, ClaimRefuted, MitestError
+
+
+@dataclass(frozen=True, eq=False)  # numpy fields: equal values are not the same Effect
+class Effect:
+    """Paired per-prompt metric values: clean vs intervened on the same prompts.
+
+    Attributes:
+        clean: metric on the clean prompts with no intervention, one value per prompt.
+        intervened: metric with the intervention applied.
+        corrupted: metric on the corrupted prompts with no intervention, when prompts have them.
+        groups: a cluster label per prompt (template id), or None.
+        intervention: the intervention spec as a dict (None for ``from_values``).
+        metric: the metric's name.
+        hooks: per hook, the site, how often it fired and whether it changed the activation.
+        flipped: per prompt, whether the top-1 prediction at the answer position changed.
+        identity: what produced the values (model revision, prompt-set hash, intervention and
+            metric keys); with the claim and seed it identifies a claim across runs.
+        notes: warnings about the values that every verdict on them repeats (e.g. cancellation).
+    """
+
+    clean: np.ndarray
+    intervened: np.ndarray
+    corrupted: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    intervention: dict[str, Any] | None = None
+    metric: str = "value"
+    hooks: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    flipped: np.ndarray | None = None
+    identity: dict[str, Any] | None = None
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("clean", "intervened", "corrupted", "flipped"):
+            values = getattr(self, name)
+            if values is not None:
+                values = np.array(values, dtype=bool if name == "flipped" else np.float64)  # private, read-only
+                if name != "flipped" and not np.isfinite(values).all():
+                    bad = int(np.flatnonzero(~np.isfinite(values))[0])
+                    raise MitestError(f"{name}[{bad}] is {values[bad]}; every value must be finite")
+                values.setflags(write=False)
+                object.__setattr__(self, name, values)
+
+    @classmethod
+    def from_values(
+        cls,
+        clean: Sequence[float] | np.ndarray,
+        intervened: Sequence[float] | np.ndarray,
+        groups: Sequence[Any] | np.ndarray | None = None,
+        *,
+        corrupted: Sequence[float] | np.ndarray | None = None,
+        flipped: Sequence[bool] | np.ndarray | None = None,
+        metric: str = "value",
+    ) -> Effect:
+        """An Effect from per-prompt numbers computed anywhere (another library, a cluster job).
+
+        ``corrupted`` (the metric on the base run) enables :meth:`expect_recovery`; ``flipped``
+        (whether each prompt's top-1 prediction changed) enables :meth:`expect_flip_rate`.
+        """
+        clean_values = _vector(clean, "clean")
+        intervened_values = _vector(intervened, "intervened")
+        n = len(clean_values)
+        if len(intervened_values) != n:
+            raise MitestError(f"clean has {n} values but intervened has {len(intervened_values)}; pair them per prompt")
+        corrupted_values = None if corrupted is None else _vector(corrupted, "corrupted")
+        if corrupted_values is not None and len(corrupted_values) != n:
+            raise MitestError(f"corrupted has {len(corrupted_values)} values for {n} prompts")
+        labels = None
+        if groups is not None:
+            labels = np.empty(len(list(groups)), dtype=object)
+            labels[:] = list(groups)
+            if len(labels) != n:
+                raise MitestError(f"groups has {len(labels)} labels for {n} prompts")
+            for i, label in enumerate(labels):
+                if label is None or (isinstance(label, float) and label != label) or not stats.hashable(label):
+                    raise MitestError(f"groups[{i}] is {label!r:.40}; give every prompt a hashable label (str, int)")
+        flips = None
+        if flipped is not None:
+            flips = np.asarray(flipped)
+            if flips.shape != (n,) or flips.dtype != bool:
+                raise MitestError(f"flipped must be {n} booleans, one per prompt")
+        return cls(clean_values, intervened_values, corrupted_values, labels, None, metric, flipped=flips)
+
+    @property
+    def n(self) -> int:
+        """Number of prompts."""
+        return len(self.clean)
+
+    @property
+    def delta(self) -> np.ndarray:
+        """Per-prompt ``intervened - clean``."""
+        return self.intervened - self.clean
+
+    @property
+    def per_prompt(self) -> pd.DataFrame:
+        """One row per prompt: clean, intervened, delta, group (and corrupted when known)."""
+        frame = pd.DataFrame({"clean": self.clean, "intervened": self.intervened, "delta": self.delta})
+        if self.corrupted is not None:
+            frame["corrupted"] = self.corrupted
+        frame["group"] = self.groups if self.groups is not None else None
+        return frame
+
+    # -- claims ----------------------------------------------------------------------------------
+
+    # Public claims and their machinery set ``__tracebackhide__``: a failing claim's traceback in
+    # pytest ends at the user's ``expect_*`` line, not inside mitest.
+
+    def expect_increase(self, at_least: float, *, relative: bool = False, alpha: float | None = None) -> Verdict:
+        """Claim: the intervention raises the metric by at least ``at_least`` on average.
+
+        HOLDS when the data reject "increase <= at_least", REFUTED when they reject "increase >=
+        at_least". With ``relative=True`` the threshold is a fraction of the clean metric's size
+        (the estimate is ``mean(delta) / mean(|clean|)``).
+        """
+        __tracebackhide__ = True
+        return self._expect_change(self.delta, at_least, relative, alpha, "increase")
+
+    def expect_decrease(self, at_least: float, *, relative: bool = False, alpha: float | None = None) -> Verdict:
+        """Claim: the intervention lowers the metric by at least ``at_least`` on average (see above)."""
+        __tracebackhide__ = True
+        return self._expect_change(-self.delta, at_least, relative, alpha, "decrease")
+
+    def expect_no_change(self, *, within: float | None = None, alpha: float | None = None) -> Verdict:
+        """Claim: the mean change lies within ``±within`` (equivalence by two one-sided tests).
+
+        The margin is required: "no change" is only testable against a stated tolerance.
+        """
+        __tracebackhide__ = True
+        if within is None or not np.isfinite(within) or within <= 0:
+            raise MitestError("expect_no_change needs a positive margin, e.g. expect_no_change(within=0.05)")
+        self._check_units()
+        a = claim_alpha(alpha)
+        above = stats.units(self._settle(self.delta + within, within), self.groups)
+        below = stats.units(self._settle(within - self.delta, within), self.groups)
+        p_holds = max(stats.mean_test(above).pvalue, stats.mean_test(below).pvalue)
+        p_refuted = min(stats.mean_test(above, "less").pvalue, stats.mean_test(below, "less").pvalue)
+        worst = np.argsort(-np.abs(self.delta), kind="stable")[:3]
+        estimate = float(self.delta.mean())
+        return self._conclude(
+            claim=f"mean change within ±{within:g}",
+            estimate=estimate,
+            interval=self._interval(self.delta, np.ones(self.n), a),
+            threshold=float(within),
+            p=(p_holds, p_refuted),
+            alpha=a,
+            spread=stats.units(self.delta, self.groups),
+            gap=within - abs(estimate),  # the nearer margin decides equivalence
+            worst=[(int(i), float(self.delta[i])) for i in worst],
+            per_prompt=-np.abs(self.delta),
+            kind="equivalence",
+        )
+
+    def expect_recovery(self, at_least: float, *, alpha: float | None = None) -> Verdict:
+        """Claim: the intervention recovers at least ``at_least`` of the clean-vs-base gap.
+
+        Recovery is the ratio of means ``sum(intervened - base) / sum(clean - base)`` with the
+        corrupted run as base (a faithfulness score for a patch or circuit), bootstrap CI.
+        """
+        __tracebackhide__ = True
+        if self.corrupted is None:
+            raise MitestError(
+                "expect_recovery needs the base (corrupted) run: measure with Prompts(..., corrupted=...) "
+                "or pass Effect.from_values(..., corrupted=...)"
+            )
+        _check_finite(at_least)
+        self._check_units()
+        gap = self.clean - self.corrupted
+        recovered = self.intervened - self.corrupted
+        gap_units = stats.units(gap, self.groups)
+        se = gap_units.std(ddof=1) / np.sqrt(len(gap_units))
+        if gap.mean() == 0 or abs(gap_units.mean()) < 3 * se:
+            raise MitestError(
+                f"the clean-minus-base gap is too small to normalise by (mean {gap.mean():.3g}, standard error "
+                f"{se:.3g}); recovery needs a base run that clearly differs from the clean run"
+            )
+        a = claim_alpha(alpha)
+        sign = np.sign(gap.mean())
+        margin = self._settle(sign * (recovered - at_least * gap), np.abs(recovered) + abs(at_least) * np.abs(gap))
+        per_prompt = np.divide(recovered, gap, out=np.full(self.n, np.nan), where=gap != 0)
+        worst = np.argsort(margin, kind="stable")[:3]
+        estimate = float(recovered.sum() / gap.sum())
+        return self._conclude(
+            claim=f"recovers at least {at_least:g} of the clean-base gap",
+            estimate=estimate,
+            interval=self._interval(recovered, gap, a),
+            threshold=float(at_least),
+            p=self._p(margin),
+            alpha=a,
+            spread=stats.units(margin, self.groups) / abs(gap.mean()),
+            gap=abs(estimate - at_least),
+            worst=[(int(i), float(per_prompt[i])) for i in worst],
+            per_prompt=sign * recovered / abs(gap.mean()),
+        )
+
+    def expect_flip_rate(self, at_least: float, *, alpha: float | None = None) -> Verdict:
+        """Claim: at least a fraction ``at_least`` of prompts change their top-1 prediction.
+
+        Exact binomial test with a Wilson interval; with groups, the cluster-aware paired test.
+        """
+        __tracebackhide__ = True
+        if self.flipped is None:
+            raise MitestError("expect_flip_rate needs top-1 flips: use mt.measure or Effect.from_values(flipped=...)")
+        if not 0 <= at_least <= 1:
+            raise MitestError(f"a flip rate is a fraction in [0, 1], got {at_least}")
+        self._check_units()
+        a = claim_alpha(alpha)
+        k, n = int(self.flipped.sum()), self.n
+        if self.groups is None:
+            p = (
+                stats.binomial_test(k, n, at_least, "greater").pvalue,
+                stats.binomial_test(k, n, at_least, "less").pvalue,
+            )
+            interval, test = stats.wilson_interval(k, n, 1 - 2 * a), "exact binomial"
+        else:
+            p = self._p(self.flipped - at_least)
+            interval, test = self._interval(self.flipped.astype(float), np.ones(n), a), None
+        not_flipped = np.flatnonzero(~self.flipped)[:3]
+        return self._conclude(
+            claim=f"top-1 flips on at least {at_least:.0%} of prompts",
+            estimate=k / n,
+            interval=interval,
+            threshold=float(at_least),
+            p=p,
+            alpha=a,
+            spread=stats.units(self.flipped.astype(float), self.groups),
+            gap=abs(k / n - at_least),
+            worst=[(int(i), 0.0) for i in not_flipped],
+            per_prompt=self.flipped.astype(float),
+            test=test,
+        )
+
+    # -- shared machinery --------------------------------------------------------------------
+
+    def _expect_change(self, change: np.ndarray, at_least: float, relative: bool, alpha: float | None, word: str):
+        __tracebackhide__ = True
+        _check_finite(at_least)
+        self._check_units()
+        a = claim_alpha(alpha)
+        scale = np.abs(self.clean) if relative else np.ones(self.n)
+        if relative and scale.sum() == 0:
+            raise MitestError("relative=True needs a non-zero clean metric to scale by")
+        size = np.abs(self.clean) + np.abs(self.intervened) + abs(at_least) * scale
+        margin = self._settle(change - at_least * scale, size)
+        worst = np.argsort(margin, kind="stable")[:3]
+        estimate = float(change.sum() / scale.sum())
+        return self._conclude(
+            claim=f"mean {word} of at least {at_least:g}" + (" (relative to |clean|)" if relative else ""),
+            estimate=estimate,
+            interval=self._interval(change, scale, a),
+            threshold=float(at_least),
+            p=self._p(margin),
+            alpha=a,
+            spread=stats.units(margin, self.groups) / float(scale.mean()),
+            gap=abs(estimate - at_least),
+            worst=[(int(i), float(change[i])) for i in worst],
+            per_prompt=change / float(scale.mean()),
+        )
+
+    @staticmethod
+    def _settle(margin: np.ndarray, size: np.ndarray | float) -> np.ndarray:
+        """Zero the margins that are only floating-point rounding of the numbers they came from.
+
+        A prompt whose change equals the threshold exactly must not count as evidence either way.
+        """
+        return np.where(np.abs(margin) <= 1e-12 * np.abs(size), 0.0, margin)
+
+    def _p(self, margin: np.ndarray) -> tuple[float, float]:
+        """p-values for mean(margin) > 0 (the claim) and < 0 (its refutation)."""
+        u = stats.units(margin, self.groups)
+        return stats.mean_test(u, "greater").pvalue, stats.mean_test(u, "less").pvalue
+
+    def _check_units(self) -> None:
+        m = self.n if self.groups is None else stats.cluster_codes(self.groups)[1]
+        if m < 2:
+            what = "prompts" if self.groups is None else "groups (clusters)"
+            raise MitestError(f"a claim needs at least 2 independent {what}, got {m}")
+
+    def _interval(self, numerators: np.ndarray, denominators: np.ndarray, alpha: float) -> stats.ConfidenceInterval:
+        return stats.ratio_interval(
+            numerators, denominators, level=1 - 2 * alpha, groups=self.groups, seed=settings.seed
+        )
+
+    def _conclude(
+        self,
+        *,
+        claim: str,
+        estimate: float,
+        interval: stats.ConfidenceInterval,
+        threshold: float,
+        p: tuple[float, float],
+        alpha: float,
+        spread: np.ndarray,
+        gap: float,
+        worst: list[tuple[int, float]],
+        per_prompt: np.ndarray,
+        test: str | None = None,
+        notes: Sequence[str] = (),
+        kind: str = "effect",
+    ) -> Verdict:
+        """Decide from the p-values; ``spread`` holds the test's units in the estimate's scale and
+        ``gap`` the distance between the estimate and the boundary the test must resolve."""
+        __tracebackhide__ = True
+        p_holds, p_refuted = p
+        outcome = HOLDS if p_holds < alpha else REFUTED if p_refuted < alpha else INCONCLUSIVE
+        with np.errstate(over="ignore"):
+            m, sd = len(spread), float(spread.std(ddof=1))
+        gap = max(0.0, float(gap))
+        verdict = Verdict(
+            outcome=outcome,
+            claim=claim,
+            metric=self.metric,
+            estimate=estimate,
+            low=interval.low,
+            high=interval.high,
+            level=interval.level,
+            threshold=threshold,
+            pvalue=float(p_holds),
+            pvalue_refuted=float(p_refuted),
+            alpha=alpha,
+            n=self.n,
+            clusters=None if self.groups is None else m,
+            test=test or "skew-adjusted paired t" + (" on cluster units" if self.groups is not None else ""),
+            gap=gap,
+            power=stats.power(gap, sd, m, alpha),
+            mde=stats.minimum_detectable(sd, m, alpha),
+            n_needed=stats.units_needed(gap, sd, alpha) if gap > 0 else None,
+            worst=tuple(worst),
+            notes=(*self.notes, *notes),
+            kind=kind,
+        )
+        recorder = current_recorder()  # the innermost running test's (pytester nests sessions)
+        if recorder is not None:
+            recorder(verdict, self, per_prompt)
+        if outcome == REFUTED:
+            raise ClaimRefuted(verdict)
+        if outcome == INCONCLUSIVE:
+            raise ClaimInconclusive(verdict)
+        return verdict
+
+    def __repr__(self) -> str:
+        return (
+            f"Effect({self.metric}, n={self.n}, clean mean={self.clean.mean():.4g}, "
+            f"intervened mean={self.intervened.mean():.4g}, mean delta={self.delta.mean():.4g})"
+        )
+
+
+def expect_monotonic(effects: Sequence[Effect], *, increasing: bool = True, alpha: float | None = None) -> Verdict:
+    """Claim: the intervened metric rises (or falls) along a sequence of Effects on the same prompts.
+
+    For dose-response claims such as steering at growing coefficients. Each prompt's trend is its
+    Kendall tau between dose order and value; the claim HOLDS when the mean tau is significantly
+    above 0 (the paired, cluster-aware test), REFUTED when significantly below.
+    """
+    __tracebackhide__ = True
+    effects = list(effects)
+    if len(effects) < 2:
+        raise MitestError("expect_monotonic needs at least 2 effects, in dose order")
+    first = effects[0]
+    for effect in effects[1:]:
+        if effect.n != first.n or not np.array_equal(effect.clean, first.clean):
+            raise MitestError("expect_monotonic compares effects on the same prompts: their clean values differ")
+        if (effect.groups is None) != (first.groups is None) or (
+            effect.groups is not None and first.groups is not None and not np.array_equal(effect.groups, first.groups)
+        ):
+            raise MitestError("expect_monotonic compares effects on the same prompts: their groups differ")
+    values = np.stack([e.intervened for e in effects], axis=1)
+    k = values.shape[1]
+    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
+    # Concordant minus discordant dose pairs per prompt: integers, so no rounding enters the test.
+    concordance = sum(np.sign(values[:, j] - values[:, i]) for i, j in pairs) * (1.0 if increasing else -1.0)
+    tau = concordance / len(pairs)
+    a = claim_alpha(alpha)
+    trend = Effect.from_values(
+        first.clean, first.clean + tau, groups=first.groups, metric=f"kendall tau of {first.metric}"
+    )
+    trend._check_units()
+    worst = np.argsort(tau, kind="stable")[:3]
+    return trend._conclude(
+        claim=f"{'increases' if increasing else 'decreases'} monotonically over {k} doses",
+        estimate=float(tau.mean()),
+        interval=trend._interval(tau, np.ones(first.n), a),
+        threshold=0.0,
+        p=trend._p(concordance),
+        alpha=a,
+        spread=stats.units(tau, first.groups),
+        gap=abs(float(tau.mean())),
+        worst=[(int(i), float(tau[i])) for i in worst],
+        per_prompt=tau,
+    )
+
+
+def _check_finite(threshold: float) -> None:
+    if not np.isfinite(threshold):
+        raise MitestError(f"at_least must be a finite number, got {threshold}")
+
+
+def _vector(values: Any, label: str) -> np.ndarray:
+    try:
+        array = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise MitestError(f"{label} must be numbers, one per prompt") from None
+    if array.ndim != 1 or len(array) == 0:
+        raise MitestError(f"{label} must be a non-empty 1-D sequence of numbers, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        bad = int(np.flatnonzero(~np.isfinite(array))[0])
+        raise MitestError(f"{label}[{bad}] is {array[bad]}; every value must be finite")
+    return array

@@ -1,0 +1,254 @@
+"""The engine: batched forward passes with hooks installed, results cached on the model.
+
+:class:`Engine` is the only code that runs the model. It computes clean metric values, captures and
+averages activations, and runs passes with :class:`~mitest.engine.edits.Edit` s installed; every
+hook is checked to have fired once per batch. Results live in the model's
+:class:`~mitest.model.cache.RunCache`, keyed by what produced them.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from mitest.engine.edits import Edit, apply
+from mitest.engine.hooks import HookSet, HookStats, eager_attention
+from mitest.errors import HookNotFiredError, MetricError
+from mitest.model.layouts import HookPoint
+from mitest.model.model import Model
+from mitest.spec.metrics import Custom, Metric
+from mitest.spec.prompts import Prompts
+
+
+class Engine:
+    """Forward passes over batches of ``batch_size`` prompts; ``eager`` runs attention in the eager
+    kernel (needed to read or edit attention patterns)."""
+
+    def __init__(self, model: Model, batch_size: int, *, eager: bool = False) -> None:
+        self.model = model
+        self.batch_size = int(batch_size)
+        self.eager = eager
+        self.cache = model.cache
+        self.version = model.weights_version()  # computed once per measure call
+        self.cache.sync(self.version)
+        self._batch: Prompts | None = None  # the batch being run, read by the hooks
+
+    def passes(self, prompts: Prompts) -> int:
+        """Forward passes (batches) needed for ``prompts``."""
+        return -(-len(prompts) // self.batch_size)
+
+    def run(self, prompts: Prompts, hooks: HookSet, on_batch: Callable[[Prompts, torch.Tensor], None]) -> None:
+        """One pass over ``prompts`` with ``hooks`` installed; ``on_batch(batch, logits)`` per batch."""
+        with self.model.running(), hooks:
+            if self.eager:
+                with eager_attention(self.model.hf_model):
+                    self._loop(prompts, on_batch)
+            else:
+                self._loop(prompts, on_batch)
+
+    def _loop(self, prompts: Prompts, on_batch: Callable[[Prompts, torch.Tensor], None]) -> None:
+        device = self.model.device
+        try:
+            for batch in prompts.batches(self.batch_size):
+                self._batch = batch
+                on_batch(batch, self.model.forward(batch.tokens.to(device), batch.attention_mask.to(device)))
+        finally:
+            self._batch = None
+
+    def batch(self) -> Prompts:
+        """The batch being run (for hooks and value functions)."""
+        assert self._batch is not None, "read only inside a pass"
+        return self._batch
+
+    def hooks(self, edits: list[Edit]) -> tuple[HookSet, list[HookStats]]:
+        """A hook set with every edit installed, and each hook's stats."""
+        hooks = HookSet(self.model.hf_model)
+        return hooks, [hooks.add(edit.point, functools.partial(self._apply, edit)) for edit in edits]
+
+    def _apply(self, edit: Edit, view: torch.Tensor) -> torch.Tensor:
+        return apply(edit, view, self.batch())
+
+    def metric_values(
+        self, prompts: Prompts, metric: Metric, reference_from: Prompts | None = None
+    ) -> tuple[np.ndarray, list | None, np.ndarray]:
+        """Un-intervened metric per prompt, the metric's per-batch reference state, and top-1 tokens.
+
+        ``reference_from`` supplies the reference (e.g. clean log-probs for KL) when measuring
+        another, token-aligned prompt set such as the corrupted twins.
+        """
+        source = None if reference_from is None or not metric.needs_reference else reference_from
+        key = (
+            "metric",
+            self.eager,
+            prompts.fingerprint,
+            _metric_identity(metric),
+            self.batch_size if metric.needs_reference else 0,
+            None if source is None else source.fingerprint,
+        )
+
+        def compute():
+            references = self.metric_values(source, metric)[1] if source is not None else None
+            values, own, top1 = [], [], []
+
+            def on_batch(batch, logits):
+                reference = references[len(values)] if references is not None else metric.reference(logits, batch)
+                values.append(metric(logits, batch, reference))
+                own.append(reference)
+                top1.append(top1_tokens(logits, batch))
+
+            self.run(prompts, HookSet(self.model.hf_model), on_batch)
+            return to_numpy(values, metric), own if metric.needs_reference else None, np.concatenate(top1)
+
+        return self.cache.get(key, compute)
+
+    def capture(self, prompts: Prompts, point: HookPoint) -> torch.Tensor:
+        """The site's activation on every prompt, padded to ``[n, max_len, ...]``."""
+        return self.capture_all(prompts, [point])[0]
+
+    def capture_all(self, prompts: Prompts, points: list[HookPoint]) -> list[torch.Tensor]:
+        """Several sites' activations, from one clean pass for all those not yet cached."""
+        keys = [("capture", self.eager, prompts.fingerprint, point.name) for point in points]
+        found = {key: self.cache.get(key, lambda: None) for key in keys if key in self.cache}
+        missing = {key: point for key, point in zip(keys, points, strict=True) if key not in found}
+        if missing:
+            hooks = HookSet(self.model.hf_model)
+            stores = {key: self.reader(prompts, point, hooks) for key, point in missing.items()}
+            self.run(prompts, hooks, lambda batch, logits: None)
+            for key, (store, stats) in stores.items():
+                check_fired([stats], self.passes(prompts))
+                found[key] = self.cache.get(key, functools.partial(operator.getitem, store, 0))
+        return [found[key] for key in keys]
+
+    def reader(self, prompts: Prompts, point: HookPoint, hooks: HookSet) -> tuple[list[torch.Tensor], HookStats]:
+        """Add to ``hooks`` a read of ``point`` into a padded ``[n, max_len, ...]`` store (filled by the run)."""
+        store: list[torch.Tensor] = []
+
+        def read(view):
+            if not store:
+                store.append(view.new_zeros(_padded_shape(len(prompts), prompts.tokens.shape[1], view, point)))
+            _write_padded(store[0], self.batch().index.to(view.device), view, point)
+
+        return store, hooks.add(point, read)
+
+    def mean(self, prompts: Prompts, point: HookPoint, per_position: bool) -> torch.Tensor:
+        """Mean activation over real (non-padding) tokens: per position ``[max_len, ...]`` or pooled."""
+
+        def compute():
+            width = prompts.tokens.shape[1]
+            sums: list[torch.Tensor] = []
+
+            def read(view):
+                batch = self.batch()
+                real = batch.attention_mask.to(device=view.device, dtype=torch.float64)
+                real = real.view(*real.shape, *[1] * (view.dim() - 2))
+                values = view.new_zeros(_padded_shape(len(batch), width, view, point), dtype=torch.float64)
+                _write_padded(
+                    values, torch.arange(len(batch), device=view.device), view.to(torch.float64) * real, point
+                )
+                counts = torch.zeros(
+                    len(batch), width, *[1] * (view.dim() - 2), dtype=torch.float64, device=view.device
+                )
+                counts[:, : view.shape[1]] = real
+                dims = 0 if per_position else (0, 1)
+                total, count = values.sum(dims), counts.sum(dims)
+                if sums:
+                    total, count = total + sums[0], count + sums[1]
+                sums[:] = [total, count, view.dtype]
+
+            hooks = HookSet(self.model.hf_model)
+            stats = hooks.add(point, read)
+            self.run(prompts, hooks, lambda batch, logits: None)
+            check_fired([stats], self.passes(prompts))
+            return (sums[0] / sums[1]).to(sums[2])
+
+        return self.cache.get(("mean", self.eager, prompts.fingerprint, point.name, per_position), compute)
+
+    def captured(self, prompts: Prompts, edits: list[Edit], points: list[HookPoint]) -> list[torch.Tensor]:
+        """Activations at ``points`` (each ``[n, max_len, ...]``) with every edit installed."""
+        hooks, stats = self.hooks(edits)
+        stores = [self.reader(prompts, point, hooks) for point in points]
+        self.run(prompts, hooks, lambda batch, logits: None)
+        check_fired(stats + [read for _, read in stores], self.passes(prompts))
+        return [store[0] for store, _ in stores]
+
+    def intervened(
+        self, prompts: Prompts, edits: list[Edit], metric: Metric, references: list | None
+    ) -> tuple[np.ndarray, np.ndarray, list[HookStats]]:
+        """Metric and top-1 token per prompt with every edit installed; also the hooks' stats."""
+        hooks, stats = self.hooks(edits)
+        values: list[torch.Tensor] = []
+        top1: list[np.ndarray] = []
+
+        def on_batch(batch, logits):
+            reference = references[len(values)] if references is not None else None
+            values.append(metric(logits, batch, reference))
+            top1.append(top1_tokens(logits, batch))
+
+        self.run(prompts, hooks, on_batch)
+        return to_numpy(values, metric), np.concatenate(top1), stats
+
+
+def check_fired(stats: list[HookStats], passes: int) -> None:
+    """Raise :class:`HookNotFiredError` unless every hook fired once per forward pass."""
+    for s in stats:
+        if s.fired < passes:
+            raise HookNotFiredError(
+                f"the hook on {s.site} fired {s.fired} times in {passes} forward passes; the model never "
+                "computes that site as named. Check model.sites() or the raw module path"
+            )
+
+
+def top1_tokens(logits: torch.Tensor, batch: Prompts) -> np.ndarray:
+    """The top-1 token at each prompt's answer position."""
+    rows = torch.arange(len(batch), device=logits.device)
+    return logits[rows, batch.answer_positions.to(logits.device)].argmax(-1).cpu().numpy()
+
+
+def to_numpy(values: list[torch.Tensor], metric: Metric) -> np.ndarray:
+    """Per-batch metric values as one float64 array, refusing NaN and infinities."""
+    array = torch.cat([v.detach().float().cpu().reshape(-1) for v in values]).numpy().astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(array))
+    if len(bad):
+        raise MetricError(
+            f"metric {metric.name} gave {array[bad[0]]} on prompt {bad[0]} ({len(bad)} non-finite values); "
+            "a claim cannot be judged on NaN or infinite values"
+        )
+    return array
+
+
+def _metric_identity(metric: Metric) -> object:
+    """A cache key that tells apart user functions and same-named classes from different modules."""
+    if isinstance(metric, Custom):
+        return _Identity(metric.fn)
+    return (type(metric), metric.key())
+
+
+class _Identity:
+    """Hashes and compares by object identity; holds the object so its id is never reused."""
+
+    def __init__(self, obj: object) -> None:
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Identity) and other.obj is self.obj
+
+
+def _padded_shape(n: int, width: int, view: torch.Tensor, point: HookPoint) -> tuple[int, ...]:
+    """``[n, width, ...]`` storage for a site's activations; patterns also pad their key axis."""
+    last = width if point.kind == "pattern" else view.shape[-1]
+    return (n, width, *view.shape[2:-1], last)
+
+
+def _write_padded(store: torch.Tensor, rows: torch.Tensor, view: torch.Tensor, point: HookPoint) -> None:
+    length = view.shape[1]
+    if point.kind == "pattern":
+        store[rows, :length, ..., :length] = view
+    else:
+        store[rows, :length] = view

@@ -1,0 +1,292 @@
+"""``mt.Model``: a thin wrapper over a transformers model that names its sites.
+
+The wrapper never copies or converts weights and never changes the wrapped model: runs switch to
+eval mode and back, hooks live only for the duration of a run, and attention settings are restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from mitest.errors import ModelError, ModelLoadError, SiteError, closest
+from mitest.model.cache import RunCache
+from mitest.model.layouts import Dims, Family, HookPoint, dims_for, family_for
+
+
+class Model:
+    """A transformers model with TransformerLens-style site names.
+
+    Build one with :meth:`from_hf` (an in-memory model) or :meth:`load` (a local directory).
+    """
+
+    def __init__(self, hf_model: nn.Module, tokenizer: Any = None) -> None:
+        if not isinstance(hf_model, nn.Module):
+            raise ModelError(f"Model wraps a torch nn.Module (a transformers model), got {type(hf_model).__name__}")
+        self.hf_model = hf_model
+        self.tokenizer = tokenizer
+        self.config = getattr(hf_model, "config", None)
+        self.family: Family | None = family_for(self.config) if self.config is not None else None
+        self.dims: Dims | None = dims_for(self.config) if self.family is not None else None
+        self._points: dict[str, HookPoint] = {}
+        self._site_names: list[str] | None = None
+        self._revision: tuple[tuple, str] | None = None
+        self.cache = RunCache()  # clean runs and activations reused across mt.measure calls
+
+    @classmethod
+    def from_hf(cls, model: nn.Module, tokenizer: Any = None) -> Model:
+        """Wrap an in-memory transformers ``PreTrainedModel`` (weights are shared, not copied)."""
+        return cls(model, tokenizer)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> Model:
+        """Load a local directory holding ``config.json``, ``*.safetensors`` and optional tokenizer files.
+
+        Nothing is downloaded and no remote code runs; pickle checkpoints are refused.
+        """
+        import transformers
+
+        directory = Path(path)
+        if not (directory / "config.json").is_file():
+            raise ModelLoadError(
+                f"{directory} has no config.json; Model.load expects a saved transformers model directory"
+            )
+        if not any(directory.glob("*.safetensors")):
+            found = sorted(p.name for p in directory.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+            hint = f" (found {', '.join(found)}: pickle checkpoints are not loaded)" if found else ""
+            raise ModelLoadError(
+                f"{directory} has no .safetensors weights{hint}; "
+                "save them with model.save_pretrained(dir), which writes safetensors"
+            )
+        offline = {"local_files_only": True, "trust_remote_code": False}
+        config = transformers.AutoConfig.from_pretrained(directory, **offline)
+        model_class = _model_class(config)
+        with _quiet_loading(transformers):
+            model = model_class.from_pretrained(directory, use_safetensors=True, dtype=dtype, **offline)
+        tokenizer = None
+        if any(
+            (directory / name).is_file()
+            for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
+        ):
+            tokenizer = transformers.AutoTokenizer.from_pretrained(directory, **offline)
+        return cls(model, tokenizer)
+
+    @property
+    def vocab_size(self) -> int | None:
+        """Number of token ids the model's embedding accepts (None if the model does not say)."""
+        get_embeddings = getattr(self.hf_model, "get_input_embeddings", None)
+        embedding = get_embeddings() if callable(get_embeddings) else None
+        if isinstance(embedding, nn.Embedding):
+            return int(embedding.num_embeddings)
+        size = getattr(self.config, "vocab_size", None)
+        return None if size is None else int(size)
+
+    def sites(self) -> list[str]:
+        """Every TransformerLens-style site name of this model, in forward order.
+
+        On architectures without a site table this lists raw module paths instead; raw module
+        paths (``model.named_modules()`` names) are accepted everywhere regardless.
+        """
+        if self._site_names is None:
+            self._site_names = self._family_site_names() if self.family else self._module_names()
+        return list(self._site_names)
+
+    def resolve(self, name: str) -> HookPoint:
+        """The hook point for a site name or raw module path; unknown names list the closest ones."""
+        point = self._points.get(name)
+        if point is None:
+            point = self._resolve(name)
+            self._points[name] = point
+        return point
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits ``[batch, pos, vocab]`` of one forward pass (call inside :meth:`running`).
+
+        Without padding the mask is left out, so the numbers are exactly those of ``hf_model(input_ids)``.
+        """
+        mask = None if bool(attention_mask.all()) else attention_mask
+        output = self.hf_model(input_ids=input_ids, attention_mask=mask)
+        logits = output.logits if hasattr(output, "logits") else output[0] if isinstance(output, tuple) else output
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
+            raise ModelError(
+                f"{type(self.hf_model).__name__} did not return [batch, pos, vocab] logits; "
+                "wrap a model with a language-modelling head (e.g. AutoModelForCausalLM)"
+            )
+        return logits
+
+    def running(self):
+        """Context for forward passes: eval mode, no gradients, training flags restored after."""
+        return inference_mode(self.hf_model)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's first parameter."""
+        return next(self.hf_model.parameters()).device
+
+    @property
+    def revision(self) -> str:
+        """A content hash of the config and weights, stable across runs and machines.
+
+        It names the model in a claim's identity, so a baseline compares like with like. Weights
+        enter through each tensor's name, shape, dtype and a strided sample of its values.
+        """
+        return self.revision_at(self.weights_version())
+
+    def revision_at(self, version: tuple) -> str:
+        """:attr:`revision` for a ``weights_version()`` the caller already computed (no second pass)."""
+        if self._revision is not None and self._revision[0] == version:
+            return self._revision[1]
+        digest = hashlib.sha256()
+        if self.config is not None and hasattr(self.config, "to_dict"):
+            digest.update(json.dumps(_architecture(self.config.to_dict()), sort_keys=True, default=str).encode())
+        with torch.no_grad():
+            for name, tensor in [*self.hf_model.named_parameters(), *self.hf_model.named_buffers()]:
+                flat = tensor.detach().reshape(-1)
+                sample = flat[:: max(1, flat.numel() // 4096)].double().cpu().numpy()
+                digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}:".encode())
+                digest.update(sample.tobytes())
+        self._revision = (version, digest.hexdigest()[:16])
+        return self._revision[1]
+
+    def weights_version(self) -> tuple:
+        """Changes when any parameter or buffer is replaced, cast, moved or modified (invalidates caches).
+
+        In-place edits through autograd bump torch's version counter; edits through ``.data`` do not,
+        so a strided sample of every tensor's values is summed as well (cheap, not a full hash).
+        """
+        state = []
+        with torch.no_grad():
+            for tensor in [*self.hf_model.parameters(), *self.hf_model.buffers()]:
+                flat = tensor.detach().reshape(-1)
+                sample = flat[:: max(1, flat.numel() // 512)]
+                checksum = float(sample.double().sum()) if sample.numel() else 0.0
+                state.append((tensor.data_ptr(), str(tensor.dtype), str(tensor.device), tensor._version, checksum))
+        return tuple(state)
+
+    def __repr__(self) -> str:
+        family = self.family.name if self.family else "raw modules"
+        return f"Model({type(self.hf_model).__name__}, sites={family})"
+
+    def layout(self) -> tuple[Family, Dims]:
+        """The site table and sizes of a supported architecture; raises :class:`SiteError` on other models."""
+        if self.family is None or self.dims is None:
+            model_type = getattr(self.config, "model_type", None)
+            raise SiteError(
+                f"{type(self.hf_model).__name__} (model_type {model_type!r}) has no mitest site table; "
+                "only raw module paths such as 'model.layers.3.mlp' work on it"
+            )
+        return self.family, self.dims
+
+    # -- resolution ---------------------------------------------------------------------------
+
+    def _family_site_names(self) -> list[str]:
+        family, dims = self.layout()
+        names = list(family.embeddings)
+        for layer in range(dims.n_layers):
+            names += [f"blocks.{layer}.{s}" for s in self._layer_site_names()]
+        return names
+
+    def _layer_site_names(self) -> list[str]:
+        family, _ = self.layout()
+        names = list(family.layer_sites)
+        if not family.has_resid_mid(self.config):
+            names.remove("hook_resid_mid")
+        return names
+
+    def _module_names(self) -> list[str]:
+        return [name for name, _ in self.hf_model.named_modules() if name]
+
+    def _resolve(self, name: str) -> HookPoint:
+        if not isinstance(name, str):
+            raise SiteError(f"site names are strings, got {name!r}")
+        modules = dict(self.hf_model.named_modules())
+        if self.family is not None:
+            point = self._resolve_family(name)
+            if point is not None:
+                return point
+        if name in modules and name:
+            return HookPoint(name, modules[name], "output", lambda t: t)
+        suggestions = closest(name, self.sites() + ([] if self.family is None else self._module_names()))
+        hint = f"; closest: {', '.join(suggestions)}" if suggestions else ""
+        raise SiteError(
+            f"unknown site {name!r} on {type(self.hf_model).__name__}{hint}. See model.sites() for all names"
+        )
+
+    def _resolve_family(self, name: str) -> HookPoint | None:
+        family, dims = self.layout()
+        base = cast(nn.Module, self.hf_model.base_model)  # a transformers model's body, or the model itself
+        if name in family.embeddings:
+            return HookPoint(name, base.get_submodule(family.embeddings[name]), "output", lambda t: t)
+        parts = name.split(".", 2)
+        if len(parts) != 3 or parts[0] != "blocks":
+            return None
+        if not (parts[1].isascii() and parts[1].isdigit()):  # str.isdigit() also accepts '²' and '٣'
+            raise SiteError(f"site {name!r}: layer must be a number >= 0, e.g. blocks.0.{parts[2]}")
+        layer, site_name = int(parts[1]), parts[2]
+        if site_name not in self._layer_site_names():
+            return None
+        if layer >= dims.n_layers:
+            raise SiteError(
+                f"site {name!r}: layer {layer} does not exist; this model has layers 0..{dims.n_layers - 1}"
+            )
+        spec = family.layer_sites[site_name]
+        layer_module = base.get_submodule(f"{family.layers}.{layer}")
+        module = layer_module.get_submodule(spec.path) if spec.path else layer_module
+        components = spec.components(dims) if spec.components else None
+        addend = layer_module.get_submodule(spec.addend) if spec.addend else None
+        return HookPoint(name, module, spec.kind, spec.view(dims), components, addend)
+
+
+# Config entries that say where or with which library a model was saved, not what it computes.
+_PROVENANCE_KEYS = ("_name_or_path", "transformers_version", "_commit_hash")
+
+
+def _architecture(config: dict[str, Any]) -> dict[str, Any]:
+    """The config without provenance entries, so the same weights hash the same from any path."""
+    return {key: value for key, value in config.items() if key not in _PROVENANCE_KEYS}
+
+
+def _model_class(config: Any) -> Any:
+    import transformers
+
+    for architecture in getattr(config, "architectures", None) or []:
+        model_class = getattr(transformers, architecture, None)
+        if isinstance(model_class, type):
+            return model_class
+    if getattr(config, "is_decoder", True) and config.model_type != "bert":
+        return transformers.AutoModelForCausalLM
+    return transformers.AutoModelForMaskedLM
+
+
+@contextlib.contextmanager
+def _quiet_loading(transformers: Any) -> Iterator[None]:
+    """No 'Loading weights' progress bar from transformers while mitest loads a local model."""
+    logging = transformers.utils.logging
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def inference_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode (dropout off) and no gradients, restoring every module's training flag after."""
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for module, training in flags:
+            module.training = training
