@@ -27,10 +27,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as npst
 
 import mitest as mt
-from conftest import VOCAB, build
 from mitest.cli import main as cli
 from mitest.results import atomic, baseline
 from mitest.results.report import ReportError, build_run, load_run, write_reports
+from tests.builders import VOCAB, build
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

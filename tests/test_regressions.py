@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import mitest as mt
-from conftest import VOCAB, build, random_prompts
 from mitest.spec.metrics import Metric
+from tests.builders import VOCAB, build, random_prompts
 
 
 def _logit_diff(model, prompts):

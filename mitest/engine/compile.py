@@ -38,7 +38,7 @@ def ablation(part: Ablate, run: Run) -> list[Edit]:
     """Zero, mean or resample ablation of each site."""
     return [
         Edit(site, point, _ablated(part, site, point, run), project=site.direction is not None)
-        for site, point in _at(part.sites, run)
+        for site, point in resolve_sites(part.sites, run)
     ]
 
 
@@ -47,7 +47,7 @@ def patching(part: Patch, run: Run) -> list[Edit]:
     source = patch_source(part, run.prompts)
     source.check_vocab(run.engine.model.vocab_size)
     edits = []
-    for site, point in _at(part.sites, run):
+    for site, point in resolve_sites(part.sites, run):
         acts = run.engine.capture(source, point)
         edits.append(Edit(site, point, _rows_of(acts, point), project=site.direction is not None))
     return edits
@@ -55,7 +55,7 @@ def patching(part: Patch, run: Run) -> list[Edit]:
 
 def steering(part: Steer, run: Run) -> list[Edit]:
     """Adds ``coef`` times the direction to the site."""
-    site, point = _at((part.direction,), run)[0]
+    site, point = resolve_sites((part.direction,), run)[0]
     step = torch.tensor(site.direction, dtype=torch.float64) * part.coef
     return [Edit(site, point, lambda view, batch: view + fit(step, view, site).to(dtype=view.dtype))]
 
@@ -127,7 +127,7 @@ def patch_source(part: Patch | PathPatch, prompts: Prompts) -> Prompts:
     return source
 
 
-def _at(sites: Iterable[Site], run: Run) -> list[tuple[Site, HookPoint]]:
+def resolve_sites(sites: Iterable[Site], run: Run) -> list[tuple[Site, HookPoint]]:
     """Each site with its hook point, after checking its positions and indices."""
     resolved = []
     for site in sites:

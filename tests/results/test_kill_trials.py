@@ -127,7 +127,7 @@ for line in sys.stdin:
 
 def inner_env(**extra: str) -> dict[str, str]:
     """This environment without what would change the inner runs (CI selects mitest's ci profile)."""
-    package_root = str(Path(atomic.__file__).resolve().parents[1])
+    package_root = str(Path(atomic.__file__).resolve().parents[2])  # the folder holding mitest/
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTEST_ADDOPTS", "PYTEST_PLUGINS")}
     env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
     env["PYTHONPATH"] = os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")])

@@ -21,7 +21,7 @@ import transformers
 
 import mitest as mt
 from mitest.zoo import planted
-from tests.conftest import random_gpt2
+from tests.builders import random_gpt2
 
 N_LAYER, N_HEAD, D_MODEL, VOCAB, SEQ, N_PROMPTS = 3, 4, 32, 50, 8, 8
 

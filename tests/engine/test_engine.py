@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mitest as mt
-from conftest import VOCAB, build, random_prompts
+from tests.builders import VOCAB, build, random_prompts
 
 INTERVENTIONS = {
     "zero-heads": mt.ablate(mt.heads("0.1", "1.3")),

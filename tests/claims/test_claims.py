@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mitest as mt
-from conftest import build, random_prompts
+from tests.builders import build, random_prompts
 
 RNG = np.random.default_rng(0)
 CLEAN = RNG.normal(3.0, 1.0, 60)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import mitest as mt
-from conftest import word_tokenizer
+from tests.builders import word_tokenizer
 
 TOKENIZER = word_tokenizer(["when", "Mary", "and", "John", "went", "to", "the", "store", "gave", "a", "bag", "Anna"])
 

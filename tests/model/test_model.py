@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mitest as mt
-from conftest import build, random_prompts, word_tokenizer
+from tests.builders import build, random_prompts, word_tokenizer
 
 
 def test_clean_numbers_are_identical_to_calling_the_model_directly(model, prompts):

@@ -467,7 +467,7 @@ class Forker:
     """A helper process that forks writers on request and reaps them."""
 
     def __init__(self, log: Path) -> None:
-        package_root = str(Path(atomic.__file__).resolve().parents[1])
+        package_root = str(Path(atomic.__file__).resolve().parents[2])  # the folder holding mitest/
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")])}
         self.log = log.open("w")
         self.process = subprocess.Popen(

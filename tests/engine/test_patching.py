@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mitest as mt
-from conftest import random_prompts
+from tests.builders import random_prompts
 
 
 def _layer_sites(model: mt.Model, layer: int) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import mitest as mt
-from conftest import build, random_prompts
+from tests.builders import build, random_prompts
 
 LAYER, HEAD, D_HEAD = 1, 2, 8
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mitest as mt
-from conftest import random_prompts
+from tests.builders import random_prompts
 
 LOGITS = torch.randn(3, 5, 7, generator=torch.Generator().manual_seed(0))
 PROMPTS = mt.Prompts([[1, 2, 3, 4, 5], [6, 5, 4, 3, 2], [1, 1, 2, 0, 0][:3]], answers=[2, 3, 4], wrong=[5, 6, 0])

@@ -32,7 +32,7 @@ import torch
 import transformers
 
 import mitest as mt
-from tests.conftest import random_gpt2
+from tests.builders import random_gpt2
 
 N_LAYER, N_HEAD, D_MODEL, VOCAB, SEQ = 3, 4, 32, 50, 6
 D_HEAD = D_MODEL // N_HEAD

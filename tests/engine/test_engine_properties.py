@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mitest as mt
-from conftest import VOCAB, build
+from tests.builders import VOCAB, build
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

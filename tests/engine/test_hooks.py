@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import mitest as mt
-from conftest import build, hooks_left, random_prompts
 from mitest.engine import hooks as mitest_hooks
+from tests.builders import build, hooks_left, random_prompts
 
 
 def _state(hf_model):

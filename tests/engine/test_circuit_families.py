@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import mitest as mt
-from tests.conftest import build, hooks_left, random_prompts
+from tests.builders import build, hooks_left, random_prompts
 
 RESIDUAL_FAMILIES = ("gpt2", "gpt_neox", "gpt_neox_serial", "llama", "qwen2")
 LOGIT_DIFF = mt.metrics.logit_diff

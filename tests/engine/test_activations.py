@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import mitest as mt
-from conftest import VOCAB, build
+from tests.builders import VOCAB, build
 
 
 @pytest.fixture(scope="module")
