@@ -86,9 +86,28 @@ def check_config(path: Path) -> dict[str, Any]:
 
 
 def check_tokenizer_config(path: Path) -> None:
-    """A ``tokenizer_config.json`` that is a JSON object and needs no remote code."""
-    if path.is_file():
-        _refuse_auto_map(path, read_json_object(path))
+    """A ``tokenizer_config.json`` that is a JSON object, needs no remote code and names a known class."""
+    if not path.is_file():
+        return
+    config = read_json_object(path)
+    _refuse_auto_map(path, config)
+    name = config.get("tokenizer_class")
+    if name is not None and not _known_tokenizer(name):
+        raise ModelLoadError(
+            f"{path}: tokenizer_class {name!r} is not a tokenizer this transformers defines (custom code is never "
+            'run); name a built-in class (e.g. "PreTrainedTokenizerFast") or remove the entry'
+        )
+
+
+def _known_tokenizer(name: Any) -> bool:
+    from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+
+    if not isinstance(name, str) or not name.isidentifier():
+        return False
+    try:
+        return tokenizer_class_from_name(name) is not None or tokenizer_class_from_name(name + "Fast") is not None
+    except (ImportError, AttributeError, ValueError):
+        return False
 
 
 def model_class(path: Path, config: dict[str, Any]) -> type | None:

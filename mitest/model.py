@@ -316,7 +316,8 @@ def _as_load_error(where: Path, what: str = "model") -> Iterator[None]:
     except ModelLoadError:
         raise
     except Exception as error:  # transformers and safetensors raise OSError, ValueError, TypeError, SafetensorError
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        detail = " ".join(str(error).split())
+        detail = detail if len(detail) <= 300 else detail[:297] + "..."
         raise ModelLoadError(
             f"transformers could not load the {what} in {where} ({type(error).__name__}: {detail}); "
             "check the files, or save the model again with save_pretrained"

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 import transformers
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
 import mitest as mt
@@ -264,3 +269,75 @@ def test_measure_on_a_raw_model_with_new_weights_is_refused(tmp_path):
     prompts = mt.Prompts(torch.arange(1, 9)[None].repeat(2, 1), answers=[1, 2], wrong=[3, 4])
     with pytest.raises(mt.ModelLoadError, match="newly initiali"):
         mt.measure(hf_model, prompts, mt.ablate(mt.heads("0.0")), mt.metrics.logit_diff)
+
+
+def test_a_tensor_transformers_would_not_even_report_is_still_refused(tmp_path, monkeypatch):
+    """A key the class hides from the report (``_keys_to_ignore_on_load_missing``) is still random: refused."""
+    directory = saved(tmp_path)
+    edit_weights(directory, lambda t: t.pop("transformer.h.0.mlp.c_fc.weight"))
+    monkeypatch.setattr(transformers.GPT2LMHeadModel, "_keys_to_ignore_on_load_missing", [r"c_fc\.weight"])
+    refused(directory, "newly initialised", r"transformer\.h\.0\.mlp\.c_fc\.weight")
+
+
+def test_a_tokenizer_class_transformers_lacks_is_refused(tmp_path):
+    directory = saved(tmp_path)
+    word_tokenizer(["a", "b"]).save_pretrained(directory)
+    (directory / "tokenizer.json").unlink()
+    edit_json(directory / "tokenizer_config.json", lambda c: c.update(tokenizer_class="EvilTokenizer"))
+    refused(directory, "tokenizer", "EvilTokenizer")
+
+
+# -- property: every damaged directory is refused or loads exactly the saved tensors ---------------
+
+_FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_CONFIG_SIZES = ("n_embd", "n_head", "n_layer", "vocab_size", "n_positions", "n_inner")
+
+
+@functools.cache
+def _source() -> tuple[Path, dict[str, torch.Tensor]]:
+    directory = Path(tempfile.mkdtemp(prefix="mitest-load-fuzz-"))
+    model = build("gpt2")
+    model.save_pretrained(directory)
+    return directory, {key: value.clone() for key, value in model.state_dict().items()}
+
+
+def faithful_or_refused(damage) -> None:
+    """Damage a copy of a saved model; Model.load either refuses it or returns exactly the saved tensors."""
+    source, expected = _source()
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = Path(shutil.copytree(source, Path(scratch) / "model"))
+        damage(directory)
+        try:
+            loaded = mt.Model.load(directory)
+        except mt.ModelLoadError as error:
+            assert str(error).strip()
+            return
+    state = loaded.hf_model.state_dict()
+    assert state.keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(state[key], value, atol=0, rtol=0, msg=key)
+
+
+@_FUZZ
+@given(position=st.integers(8, 10_000), byte=st.integers(0, 255))
+def test_any_byte_of_the_header_changed_is_refused_or_harmless(position, byte):
+    def flip(directory: Path) -> None:
+        path = directory / "model.safetensors"
+        raw = bytearray(path.read_bytes())
+        end = 8 + int.from_bytes(raw[:8], "little")
+        raw[8 + position % (end - 8)] = byte
+        path.write_bytes(bytes(raw))
+
+    faithful_or_refused(flip)
+
+
+@_FUZZ
+@given(dropped=st.sets(st.sampled_from(sorted(build("gpt2").state_dict())), min_size=1, max_size=4))
+def test_any_tensors_dropped_are_refused(dropped):
+    faithful_or_refused(lambda d: edit_weights(d, lambda t: [t.pop(k, None) for k in dropped]))
+
+
+@_FUZZ
+@given(key=st.sampled_from(_CONFIG_SIZES), value=st.integers(0, 160))
+def test_any_size_in_the_config_changed_is_refused_or_loads_the_same_tensors(key, value):
+    faithful_or_refused(lambda d: edit_json(d / "config.json", lambda c: c.update({key: value})))
