@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from . import stats
+from . import progress, stats
 from .claims import Effect
 from .config import claim_alpha, settings
 from .errors import InterventionError, MitestError, NoOpInterventionWarning, PromptsError, SiteError, closest
@@ -272,7 +272,8 @@ class CircuitTest:
         effect._check_units()
         sign, scale = self._gap
         members = sorted(self._kept)
-        drops = [sign * (self.alone - self._without(self._all - (self._kept - {c}))) / scale for c in members]
+        with progress.bar(members, desc="circuit without each component", unit="component") as left_out:
+            drops = [sign * (self.alone - self._without(self._all - (self._kept - {c}))) / scale for c in left_out]
         margins = [Effect._settle(d - at_least, np.abs(d) + abs(at_least)) for d in drops]
         tested = [effect._p(margin) for margin in margins]
         p_holds = stats.holm([p for p, _ in tested])
@@ -337,7 +338,8 @@ class CircuitTest:
 
         own = score(self._kept)
         draws = _draw(len(self.components), len(self._kept), samples, seed)
-        scores = np.array([score(drawn) for drawn in draws])
+        with progress.bar(draws, desc=f"random circuits ({kind})", unit="circuit") as drawn_sets:
+            scores = np.array([score(drawn) for drawn in drawn_sets])
         k, p_holds, p_refuted = rank_test(own, scores, quantile)
         below = (scores < own).astype(float)
         word = "faithfulness" if sufficiency else "harm"

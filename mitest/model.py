@@ -17,7 +17,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from . import loading
+from . import loading, progress
 from .architectures import Dims, Family, HookPoint, dims_for, family_for
 from .cache import RunCache
 from .errors import ModelError, ModelLoadError, SiteError, closest
@@ -283,7 +283,7 @@ def _load_weights(
     with _as_load_error(directory / "config.json"):
         config = transformers.AutoConfig.from_pretrained(directory, **_OFFLINE)
     model_class = _model_class(directory, config_dict, config)
-    with _as_load_error(directory), _quiet_loading(transformers):
+    with _as_load_error(directory), _loading_bar(transformers):
         model, info = model_class.from_pretrained(
             directory,
             use_safetensors=True,
@@ -325,13 +325,18 @@ def _as_load_error(where: Path, what: str = "model") -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _quiet_loading(transformers: Any) -> Iterator[None]:
-    """No 'Loading weights' progress bar from transformers while mitest loads a local model."""
+def _loading_bar(transformers: Any) -> Iterator[None]:
+    """transformers' 'Loading weights' bar shows while mitest loads a model only where mitest's bars do."""
     logging = transformers.utils.logging
     was_enabled = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()
+    if progress.enabled():
+        logging.enable_progress_bar()
+    else:
+        logging.disable_progress_bar()
     try:
         yield
     finally:
         if was_enabled:
             logging.enable_progress_bar()
+        else:
+            logging.disable_progress_bar()

@@ -209,6 +209,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[PROFILE] = _hypothesis_profile(options.profile, config.getoption("hypothesis_profile", None))
     scope = contextlib.ExitStack()
     scope.enter_context(use(settings=replace(current(), alpha=options.alpha, seed=options.seed)))
+    if config.getoption("verbose") < 0:  # -q: no progress bars (see mitest.progress for the whole policy)
+        from mitest import progress
+
+        scope.enter_context(progress.use(False))
     config.stash[SCOPE] = scope
 
 

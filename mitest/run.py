@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import progress
 from .architectures import HookPoint
 from .claims import Effect
 from .errors import (
@@ -262,9 +263,11 @@ class Engine:
                 self._loop(prompts, on_batch)
 
     def _loop(self, prompts: Prompts, on_batch: Callable[[Prompts, torch.Tensor], None]) -> None:
-        for batch in prompts.batches(self.batch_size):
-            self.current = batch
-            on_batch(batch, self.forward(batch))
+        total = self.passes(prompts)
+        with progress.bar(prompts.batches(self.batch_size), total=total, desc="forward passes", unit="batch") as bar:
+            for batch in bar:
+                self.current = batch
+                on_batch(batch, self.forward(batch))
 
     def metric_values(
         self, prompts: Prompts, metric: Metric, reference_from: Prompts | None = None
