@@ -308,8 +308,10 @@ def refuse_newly_initialised(model: Any, where: str, fix: str) -> None:
     fresh = newly_initialised(model)
     if fresh:
         raise ModelLoadError(
-            f"{where}: {len(fresh)} tensor(s) of this {type(model).__name__} were newly initialised at random by "
-            f"transformers, not loaded from the checkpoint: {_names(fresh)}. {fix}"
+            f"{where}: {len(fresh)} tensor(s) of this {type(model).__name__} were not loaded from its checkpoint: "
+            f"{_names(fresh)}. from_pretrained flags every tensor it fills from the file; these it newly "
+            "initialised at random (missing from the file, or re-made for a mismatched size), or they were "
+            f"added after loading. {fix}"
         )
 
 

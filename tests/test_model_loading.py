@@ -233,7 +233,10 @@ def test_from_hf_refuses_a_model_transformers_loaded_with_new_weights(tmp_path):
     directory = saved(tmp_path)
     edit_weights(directory, lambda t: t.pop("transformer.h.0.mlp.c_fc.weight"))
     hf_model = transformers.GPT2LMHeadModel.from_pretrained(directory)
-    with pytest.raises(mt.ModelLoadError, match=r"newly initiali.*transformer\.h\.0\.mlp\.c_fc\.weight"):
+    with pytest.raises(
+        mt.ModelLoadError,
+        match=r"not loaded from its checkpoint: transformer\.h\.0\.mlp\.c_fc\.weight.*newly initialised",
+    ):
         mt.Model.from_hf(hf_model)
 
 
@@ -262,6 +265,21 @@ def test_from_hf_accepts_new_weights_when_told_to(tmp_path):
     assert mt.Model.from_hf(hf_model, allow_new_weights=True).hf_model is hf_model
 
 
+def test_from_hf_refuses_a_head_replaced_after_loading_unless_told(tmp_path):
+    hf_model = transformers.GPT2LMHeadModel.from_pretrained(saved(tmp_path))
+    hf_model.lm_head = torch.nn.Linear(32, 64, bias=False)
+    with pytest.raises(mt.ModelLoadError, match=r"lm_head\.weight.*added after loading.*allow_new_weights=True"):
+        mt.Model.from_hf(hf_model)
+    assert mt.Model.from_hf(hf_model, allow_new_weights=True).hf_model is hf_model
+
+
+def test_from_hf_accepts_weights_copied_into_a_loaded_model_and_resized_embeddings(tmp_path):
+    hf_model = transformers.GPT2LMHeadModel.from_pretrained(saved(tmp_path))
+    hf_model.load_state_dict(build("gpt2", seed=3).state_dict())
+    hf_model.resize_token_embeddings(80, mean_resizing=False)
+    assert mt.Model.from_hf(hf_model).hf_model is hf_model
+
+
 def test_measure_on_a_raw_model_with_new_weights_is_refused(tmp_path):
     directory = saved(tmp_path)
     edit_weights(directory, lambda t: t.pop("transformer.h.0.mlp.c_fc.weight"))
@@ -276,7 +294,7 @@ def test_a_tensor_transformers_would_not_even_report_is_still_refused(tmp_path, 
     directory = saved(tmp_path)
     edit_weights(directory, lambda t: t.pop("transformer.h.0.mlp.c_fc.weight"))
     monkeypatch.setattr(transformers.GPT2LMHeadModel, "_keys_to_ignore_on_load_missing", [r"c_fc\.weight"])
-    refused(directory, "newly initialised", r"transformer\.h\.0\.mlp\.c_fc\.weight")
+    refused(directory, r"not loaded from its checkpoint: transformer\.h\.0\.mlp\.c_fc\.weight", "newly initialised")
 
 
 def test_a_tokenizer_class_transformers_lacks_is_refused(tmp_path):
