@@ -6,10 +6,13 @@ baseline messages and problems; the rendered reports must show them as text, not
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ElementTree
 from html.parser import HTMLParser
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from mitest.report.html import render_html
@@ -166,3 +169,21 @@ def test_plain_failure(payload):
     assert_only(MARKDOWN.render(markdown), MARKDOWN_TAGS)
     assert len([line for line in markdown.splitlines() if line.startswith("| ")]) == 2 + len(ids)
     assert_only((pytester.path / "reports" / "report.html").read_text(), HTML_TAGS)
+
+
+# -- property: any text at all comes out of a Markdown renderer as that text -----------------------
+
+_TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=_TEXT | st.lists(st.sampled_from(list("<>&|`*_[]()!#~$\\\n\r :/")), max_size=20).map("".join))
+def test_any_text_renders_as_itself(text):
+    from mitest.report.markdown import code_span, escape_markdown
+
+    inline = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).renderInline
+    one_line = " ".join(re.split(r"\r\n|\r|\n|\u2028|\u2029|\x0b|\x0c|\x85", text))
+    rendered = elements(inline(escape_markdown(text)))
+    assert rendered.tags == [] and "".join(rendered.text) == one_line
+    code = elements(inline(code_span(text)))
+    assert [tag for tag, _ in code.tags] == ["code"]

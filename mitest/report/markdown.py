@@ -121,7 +121,7 @@ def code_span(text: object) -> str:
     """``text`` as an inline code span that no backtick, pipe or line break in it can end early."""
     one_line = _LINE_BREAKS.sub(" ", str(text)).replace("|", "\\|")
     fence = "`" * (1 + max((len(run) for run in _BACKTICKS.findall(one_line)), default=0))
-    pad = " " if one_line.startswith(("`", " ")) or one_line.endswith(("`", " ")) else ""
+    pad = " " if not one_line or one_line.startswith(("`", " ")) or one_line.endswith(("`", " ")) else ""
     return f"{fence}{pad}{one_line}{pad}{fence}"
 
 
