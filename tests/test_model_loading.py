@@ -359,3 +359,8 @@ def test_any_tensors_dropped_are_refused(dropped):
 @given(key=st.sampled_from(_CONFIG_SIZES), value=st.integers(0, 160))
 def test_any_size_in_the_config_changed_is_refused_or_loads_the_same_tensors(key, value):
     faithful_or_refused(lambda d: edit_json(d / "config.json", lambda c: c.update({key: value})))
+
+
+def test_a_faithful_directory_loads_in_another_dtype(tmp_path):
+    loaded = mt.Model.load(saved(tmp_path), dtype=torch.bfloat16)
+    assert {p.dtype for p in loaded.hf_model.parameters()} == {torch.bfloat16}

@@ -187,3 +187,10 @@ def test_any_text_renders_as_itself(text):
     assert rendered.tags == [] and "".join(rendered.text) == one_line
     code = elements(inline(code_span(text)))
     assert [tag for tag, _ in code.tags] == ["code"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=_TEXT)
+def test_any_text_in_report_html_is_text(text):
+    parsed = assert_only(render_html(hostile_run(text)), HTML_TAGS)
+    assert f"message {text}" in "".join(parsed.text)
