@@ -47,8 +47,9 @@ class Model:
     def from_hf(cls, model: nn.Module, tokenizer: Any = None, *, allow_new_weights: bool = False) -> Model:
         """Wrap an in-memory transformers ``PreTrainedModel`` (weights are shared, not copied).
 
-        A model that ``from_pretrained`` loaded with some tensors initialised at random (missing from
-        its checkpoint, or re-made for a mismatched size) is refused unless ``allow_new_weights``.
+        A model that ``from_pretrained`` loaded with some tensors not from its checkpoint (initialised
+        at random because missing or mis-shaped, or modules added after loading) is refused unless
+        ``allow_new_weights``. A model built from a config carries no loading record and is accepted.
         """
         if not allow_new_weights and isinstance(model, nn.Module):
             loading.refuse_newly_initialised(
@@ -310,7 +311,7 @@ def _load_tokenizer(directory: Path) -> Any:
 
 @contextlib.contextmanager
 def _as_load_error(where: Path, what: str = "model") -> Iterator[None]:
-    """Any failure inside transformers becomes a ModelLoadError naming the file (mitest's own pass through)."""
+    """Any failure inside transformers becomes a ModelLoadError naming the file; mitest's own pass unchanged."""
     try:
         yield
     except ModelLoadError:
