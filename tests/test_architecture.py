@@ -19,12 +19,12 @@ import mitest
 PACKAGE = Path(mitest.__file__).parent
 HEAVY = ("torch", "transformers")
 # Packages and modules that never import torch or transformers, not even through each other.
-TORCH_FREE = ("mitest.claims", "mitest.results", "mitest.plugin", "mitest.config", "mitest.errors")
+TORCH_FREE = ("mitest.claims", "mitest.results", "mitest.plugin", "mitest.config", "mitest.errors", "mitest.progress")
 
 # The layers, lowest first: a module imports (at any time) only from its own package or lower layers.
 LAYERS = [
     ("mitest.errors",),
-    ("mitest.config",),
+    ("mitest.config", "mitest.progress"),
     ("mitest.spec",),
     ("mitest.model", "mitest.claims"),
     ("mitest.engine", "mitest.results"),

@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from mitest import progress
 from mitest.claims import stats
 from mitest.claims.effect import Effect
 from mitest.claims.verdict import Verdict
@@ -272,7 +273,8 @@ class CircuitTest:
         effect._check_units()
         sign, scale = self._gap
         members = sorted(self._kept)
-        drops = [sign * (self.alone - self._without(self._all - (self._kept - {c}))) / scale for c in members]
+        with progress.bar(members, desc="circuit without each component", unit="component") as left_out:
+            drops = [sign * (self.alone - self._without(self._all - (self._kept - {c}))) / scale for c in left_out]
         margins = [Effect._settle(d - at_least, np.abs(d) + abs(at_least)) for d in drops]
         tested = [effect._p(margin) for margin in margins]
         p_holds = stats.holm([p for p, _ in tested])
@@ -337,7 +339,8 @@ class CircuitTest:
 
         own = score(self._kept)
         draws = _draw(len(self.components), len(self._kept), samples, seed)
-        scores = np.array([score(drawn) for drawn in draws])
+        with progress.bar(draws, desc=f"random circuits ({kind})", unit="circuit") as drawn_sets:
+            scores = np.array([score(drawn) for drawn in drawn_sets])
         k, p_holds, p_refuted = rank_test(own, scores, quantile)
         below = (scores < own).astype(float)
         word = "faithfulness" if sufficiency else "harm"

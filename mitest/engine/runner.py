@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from mitest import progress
 from mitest.engine.edits import Edit, apply
 from mitest.engine.hooks import HookSet, HookStats, eager_attention
 from mitest.errors import HookNotFiredError, MetricError
@@ -52,10 +53,14 @@ class Engine:
 
     def _loop(self, prompts: Prompts, on_batch: Callable[[Prompts, torch.Tensor], None]) -> None:
         device = self.model.device
+        batches = progress.bar(
+            prompts.batches(self.batch_size), total=self.passes(prompts), desc="forward passes", unit="batch"
+        )
         try:
-            for batch in prompts.batches(self.batch_size):
-                self._batch = batch
-                on_batch(batch, self.model.forward(batch.tokens.to(device), batch.attention_mask.to(device)))
+            with batches as bar:
+                for batch in bar:
+                    self._batch = batch
+                    on_batch(batch, self.model.forward(batch.tokens.to(device), batch.attention_mask.to(device)))
         finally:
             self._batch = None
 

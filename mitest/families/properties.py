@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, find
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import NoSuchExample
 
+from mitest import progress
 from mitest.claims.effect import ClaimInconclusive, ClaimRefuted, Effect
 from mitest.claims.verdict import HOLDS, REFUTED, Verdict
 from mitest.config import current_recorder, use
@@ -57,6 +58,7 @@ def expect_for_all(
     held: list[bool] = []
 
     def breaks(prompt: Prompts) -> bool:
+        searching.update()
         outcome = _judge(prop, prompt)[0]
         held.append(outcome)
         return not outcome
@@ -72,7 +74,8 @@ def expect_for_all(
     identity = {"family": family.key(), "property": key.hex()[:16]}
     if model is not None:
         identity["model"] = model.revision
-    with use(recorder=_ignore):  # claims a property decides on one prompt are not the suite's claims
+    searching = progress.bar(total=search.max_examples, desc=f"searching prompts against {name}", unit="prompt")
+    with searching, use(recorder=_ignore):  # claims a property decides on one prompt are not the suite's claims
         try:
             counterexample = find(family.strategy(), breaks, settings=search, database_key=key)
         except NoSuchExample:

@@ -17,7 +17,9 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from mitest import progress
 from mitest.errors import ModelError, ModelLoadError, SiteError, closest
+from mitest.model import loading
 from mitest.model.cache import RunCache
 from mitest.model.layouts import Dims, Family, HookPoint, dims_for, family_for
 
@@ -42,18 +44,30 @@ class Model:
         self.cache = RunCache()  # clean runs and activations reused across mt.measure calls
 
     @classmethod
-    def from_hf(cls, model: nn.Module, tokenizer: Any = None) -> Model:
-        """Wrap an in-memory transformers ``PreTrainedModel`` (weights are shared, not copied)."""
+    def from_hf(cls, model: nn.Module, tokenizer: Any = None, *, allow_new_weights: bool = False) -> Model:
+        """Wrap an in-memory transformers ``PreTrainedModel`` (weights are shared, not copied).
+
+        A model that ``from_pretrained`` loaded with some tensors not from its checkpoint (initialised
+        at random because missing or mis-shaped, or modules added after loading) is refused unless
+        ``allow_new_weights``. A model built from a config carries no loading record and is accepted.
+        """
+        if not allow_new_weights and isinstance(model, nn.Module):
+            loading.refuse_newly_initialised(
+                model,
+                type(model).__name__,
+                "Load a checkpoint that holds them, or pass allow_new_weights=True if you set them yourself",
+            )
         return cls(model, tokenizer)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> Model:
         """Load a local directory holding ``config.json``, ``*.safetensors`` and optional tokenizer files.
 
-        Nothing is downloaded and no remote code runs; pickle checkpoints are refused.
+        Nothing is downloaded and no remote code runs; pickle checkpoints are refused, and so is every
+        directory whose weights would not be loaded faithfully: a missing, unexpected or mis-shaped
+        tensor, a corrupt safetensors header, a config or tokenizer that needs remote code. Each is a
+        :class:`ModelLoadError` naming the file and the tensor.
         """
-        import transformers
-
         directory = Path(path)
         if not (directory / "config.json").is_file():
             raise ModelLoadError(
@@ -66,18 +80,11 @@ class Model:
                 f"{directory} has no .safetensors weights{hint}; "
                 "save them with model.save_pretrained(dir), which writes safetensors"
             )
-        offline = {"local_files_only": True, "trust_remote_code": False}
-        config = transformers.AutoConfig.from_pretrained(directory, **offline)
-        model_class = _model_class(config)
-        with _quiet_loading(transformers):
-            model = model_class.from_pretrained(directory, use_safetensors=True, dtype=dtype, **offline)
-        tokenizer = None
-        if any(
-            (directory / name).is_file()
-            for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
-        ):
-            tokenizer = transformers.AutoTokenizer.from_pretrained(directory, **offline)
-        return cls(model, tokenizer)
+        config_dict = loading.check_config(directory / "config.json")
+        loading.check_tokenizer_config(directory / "tokenizer_config.json")
+        tensors = loading.read_checkpoint(directory)
+        model = _load_weights(directory, config_dict, tensors, dtype)
+        return cls(model, _load_tokenizer(directory))
 
     @property
     def vocab_size(self) -> int | None:
@@ -254,29 +261,86 @@ def _architecture(config: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in config.items() if key not in _PROVENANCE_KEYS}
 
 
-def _model_class(config: Any) -> Any:
+def _model_class(directory: Path, config_dict: dict[str, Any], config: Any) -> Any:
     import transformers
 
-    for architecture in getattr(config, "architectures", None) or []:
-        model_class = getattr(transformers, architecture, None)
-        if isinstance(model_class, type):
-            return model_class
+    named = loading.model_class(directory / "config.json", config_dict)
+    if named is not None:
+        return named
     if getattr(config, "is_decoder", True) and config.model_type != "bert":
         return transformers.AutoModelForCausalLM
     return transformers.AutoModelForMaskedLM
 
 
+_OFFLINE = {"local_files_only": True, "trust_remote_code": False}
+
+
+def _load_weights(
+    directory: Path, config_dict: dict[str, Any], tensors: dict[str, loading.TensorEntry], dtype: torch.dtype | None
+) -> nn.Module:
+    """The model of a checked directory, refused unless every tensor came from its checkpoint."""
+    import transformers
+
+    with _as_load_error(directory / "config.json"):
+        config = transformers.AutoConfig.from_pretrained(directory, **_OFFLINE)
+    model_class = _model_class(directory, config_dict, config)
+    with _as_load_error(directory), _loading_bar(transformers):
+        model, info = model_class.from_pretrained(
+            directory,
+            use_safetensors=True,
+            dtype=dtype,
+            output_loading_info=True,
+            ignore_mismatched_sizes=True,  # mismatches come back in info, and are refused below
+            **_OFFLINE,
+        )
+    loading.check_loading_info(directory, info, tensors, model)
+    loading.refuse_newly_initialised(model, str(directory), "Save the whole model with save_pretrained")
+    return model
+
+
+def _load_tokenizer(directory: Path) -> Any:
+    """The directory's tokenizer, or None when it holds no tokenizer files."""
+    import transformers
+
+    names = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
+    if not any((directory / name).is_file() for name in names):
+        return None
+    with _as_load_error(directory, "tokenizer"):
+        return transformers.AutoTokenizer.from_pretrained(directory, **_OFFLINE)
+
+
 @contextlib.contextmanager
-def _quiet_loading(transformers: Any) -> Iterator[None]:
-    """No 'Loading weights' progress bar from transformers while mitest loads a local model."""
+def _as_load_error(where: Path, what: str = "model") -> Iterator[None]:
+    """Any failure inside transformers becomes a ModelLoadError naming the file; mitest's own pass unchanged."""
+    try:
+        yield
+    except ModelLoadError:
+        raise
+    except Exception as error:  # transformers and safetensors raise OSError, ValueError, TypeError, SafetensorError
+        detail = " ".join(str(error).split())
+        detail = detail if len(detail) <= 300 else detail[:297] + "..."
+        raise ModelLoadError(
+            f"transformers could not load the {what} in {where} ({type(error).__name__}: {detail}); "
+            "check the files, or save the model again with save_pretrained"
+        ) from error
+
+
+@contextlib.contextmanager
+def _loading_bar(transformers: Any) -> Iterator[None]:
+    """transformers' 'Loading weights' bar shows while mitest loads a model only where mitest's bars do."""
     logging = transformers.utils.logging
     was_enabled = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()
+    if progress.enabled():
+        logging.enable_progress_bar()
+    else:
+        logging.disable_progress_bar()
     try:
         yield
     finally:
         if was_enabled:
             logging.enable_progress_bar()
+        else:
+            logging.disable_progress_bar()
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from mitest import progress
 from mitest.config import current, use
 from mitest.errors import BaselineRegression, ClaimInconclusive, InconclusiveWarning, MitestError
 from mitest.plugin.fixture import Mi
@@ -68,6 +69,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[PROFILE] = hypothesis_profile(options.profile, config.getoption("hypothesis_profile", None))
     scope = contextlib.ExitStack()
     scope.enter_context(use(settings=replace(current(), alpha=options.alpha, seed=options.seed)))
+    if config.getoption("verbose") < 0:  # -q: no progress bars (see mitest.progress for the whole policy)
+        scope.enter_context(progress.use(False))
     config.stash[SCOPE] = scope
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +15,8 @@ WIDTH, ROW = 360, 26
 def render_html(run: dict) -> str:
     """The report: summary, a forest plot row per claim (estimate, CI, threshold), the per-prompt
     distribution of each claim, and the baseline comparison."""
-    summary = run["summary"]
+    summary = {key: _text(value) for key, value in run["summary"].items()}
+    settings = {key: _text(value) for key, value in run["settings"].items()}
     undecided = _undecided_note(run)
     rows = "\n".join(_claim_row(claim) for claim in run["claims"])
     return f"""<!DOCTYPE html>
@@ -28,8 +30,8 @@ th {{ text-align: left; }} .verdict {{ font-weight: 600; }} .small {{ color: #59
 <h1>mitest report</h1>
 <p>{summary["claims"]} claims: <b>{summary["holds"]}</b> hold, <b>{summary["refuted"]}</b> refuted,
 <b>{summary["inconclusive"]}</b> inconclusive, <b>{summary["regressions"]}</b> baseline regressions{undecided}.
-Alpha {run["settings"]["alpha"]} ({html.escape(str(run["settings"]["correction"]))}), seed {run["settings"]["seed"]},
-created {html.escape(run["created"])}.</p>
+Alpha {settings["alpha"]} ({settings["correction"]}), seed {settings["seed"]},
+created {_text(run["created"])}.</p>
 <p class="small">Forest plot: each row has its own axis. The dot is the estimate, the bar its interval,
 the dashed line the claim's threshold. The strip shows each prompt's value in the claim's direction.</p>
 <table>
@@ -39,6 +41,11 @@ the dashed line the claim's threshold. The strip shows each prompt's value in th
 </table>
 </body></html>
 """
+
+
+def _text(value: Any) -> str:
+    """Any value as HTML text (every user or run-file string passes through here or html.escape)."""
+    return html.escape(str(value))
 
 
 def _undecided_note(run: dict) -> str:
@@ -62,9 +69,9 @@ def _claim_row(claim: dict) -> str:
     values = (claim.get("per_prompt") or {}).get("claim_value") or []
     notes = "".join(f'<div class="small">⚠ {html.escape(note)}</div>' for note in claim.get("notes") or ())
     return (
-        f'<tr><td class="verdict" style="color:{color}">{claim["outcome"]}</td>'
+        f'<tr><td class="verdict" style="color:{color}">{_text(claim["outcome"])}</td>'
         f'<td>{html.escape(claim["claim"])}<div class="small">{html.escape(claim["test"])} · '
-        f"{html.escape(claim['metric'])} · n={claim['n']}</div>{notes}</td>"
+        f"{_text(claim['metric'])} · n={_text(claim['n'])}</div>{notes}</td>"
         f"<td>{_forest(claim, color)}</td><td>{_strip(values, color)}</td>"
         f"<td>{'searched' if claim.get('metric') == 'property' else format(float(claim['pvalue']), '.2g')}</td>"
         f"<td>{base_text}</td></tr>"

@@ -1,20 +1,28 @@
-"""A Markdown summary sized for a CI step summary: capped, and cut at a row boundary."""
+"""A Markdown summary sized for a CI step summary: capped, and cut at a row boundary.
+
+Every string that comes from the user or a run file (test names, claims, notes with prompt texts,
+messages) goes through :func:`escape_markdown` or :func:`code_span`, so it shows as the text it is:
+no HTML, links, emphasis or table cells of its own, and no line breaks.
+"""
 
 from __future__ import annotations
+
+import html
+import re
 
 MAX_CHARS = 60_000  # below GitHub's 1 MiB step-summary limit, with room for other steps
 
 
 def render_markdown(run: dict, max_chars: int = MAX_CHARS) -> str:
     """Summary counts and one table row per claim; rows past ``max_chars`` are left out with a note."""
-    summary = run["summary"]
+    summary, settings = run["summary"], run["settings"]
     head = [
         "# mitest claims",
         "",
-        f"**{summary['claims']} claims**: {summary['holds']} hold, {summary['refuted']} refuted, "
-        f"{summary['inconclusive']} inconclusive, {summary['regressions']} baseline regressions"
-        f"{_undecided_count(summary)} "
-        f"(alpha {run['settings']['alpha']}, correction {run['settings']['correction']}).",
+        f"**{_count(summary, 'claims')} claims**: {_count(summary, 'holds')} hold, "
+        f"{_count(summary, 'refuted')} refuted, {_count(summary, 'inconclusive')} inconclusive, "
+        f"{_count(summary, 'regressions')} baseline regressions{_undecided_count(summary)} "
+        f"(alpha {escape_markdown(settings['alpha'])}, correction {escape_markdown(settings['correction'])}).",
         "",
         "| verdict | claim | test | estimate | CI | threshold | p | baseline |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -34,17 +42,17 @@ def render_markdown(run: dict, max_chars: int = MAX_CHARS) -> str:
 def _row(claim: dict) -> str:
     baseline = claim.get("baseline") or {}
     status = baseline.get("status", "")
-    notes = "".join(f"<br>⚠ {_escape(note)}" for note in claim.get("notes") or ())
+    notes = "".join(f"<br>⚠ {escape_markdown(note)}" for note in claim.get("notes") or ())
     cells = [
-        f"**{claim['outcome']}**",
-        _escape(claim["claim"]) + notes,
-        f"`{_escape(claim['test'])}`",
+        f"**{escape_markdown(claim['outcome'])}**",
+        escape_markdown(claim["claim"]) + notes,
+        code_span(claim["test"]),
         f"{float(claim['estimate']):.4g}",
         _interval(claim),
         f"{float(claim['threshold']):.4g}",
         "searched" if claim.get("metric") == "property" else f"{float(claim['pvalue']):.2g}",
-        status
-        + (f": {_escape(baseline.get('message', ''))}" if status in ("regressed", "changed") else "")
+        escape_markdown(status)
+        + (f": {escape_markdown(baseline.get('message', ''))}" if status in ("regressed", "changed") else "")
         + _drift(baseline),
     ]
     return "| " + " | ".join(cells) + " |\n"
@@ -53,12 +61,12 @@ def _row(claim: dict) -> str:
 def _interval(claim: dict) -> str:
     """The CI cell; a searched property has no interval, only how many prompts it was tried on."""
     if claim.get("metric") == "property":
-        return f"{claim['n']} prompts tried"
+        return f"{escape_markdown(claim['n'])} prompts tried"
     return f"[{float(claim['low']):.4g}, {float(claim['high']):.4g}]"
 
 
 def _undecided_count(summary: dict) -> str:
-    count = summary.get("undecided", 0)
+    count = _count(summary, "undecided")
     return f" ({count} of them claims the tests no longer decided)" if count else ""
 
 
@@ -72,7 +80,7 @@ def _problems_section(problems: list[str]) -> str:
     """What made the run fail although its claims passed (files not written, unused candidates)."""
     if not problems:
         return ""
-    return "**Problems**:\n\n" + "".join(f"- {_escape(problem)}\n" for problem in problems) + "\n"
+    return "**Problems**:\n\n" + "".join(f"- {escape_markdown(problem)}\n" for problem in problems) + "\n"
 
 
 def _stale_section(stale: list[dict]) -> str:
@@ -80,7 +88,7 @@ def _stale_section(stale: list[dict]) -> str:
     if not stale:
         return ""
     lines = [f"**Stale baseline entries** ({len(stale)}; `--mitest-update-baseline` removes them):", ""]
-    lines += [f"- `{_escape(entry['key'])}`: {_escape(entry['reason'])}" for entry in stale]
+    lines += [f"- {code_span(entry['key'])}: {escape_markdown(entry['reason'])}" for entry in stale]
     return "\n".join(lines) + "\n\n"
 
 
@@ -90,12 +98,32 @@ def _undecided_section(undecided: list[dict]) -> str:
         return ""
     lines = ["**Not decided** (held in the baseline; the test raised before deciding them):", ""]
     lines += [
-        f"- {_escape(entry['claim'])} `{_escape(entry['test'])}`: {_escape(entry['error'])}; "
+        f"- {escape_markdown(entry['claim'])} {code_span(entry['test'])}: {escape_markdown(entry['error'])}; "
         f"baseline estimate {float(entry['old_estimate']):.4g}"
         for entry in undecided
     ]
     return "\n".join(lines) + "\n\n"
 
 
-def _escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+_LINE_BREAKS = re.compile(r"\r\n|\r|\n|\u2028|\u2029|\x0b|\x0c|\x85")
+# Punctuation that can start an inline Markdown construct (code, emphasis, links, math, headings, cells).
+_SPECIALS = re.compile(r"([\\`*_\[\]|~$#!])")
+_BACKTICKS = re.compile(r"`+")
+
+
+def escape_markdown(text: object) -> str:
+    """``text`` as literal Markdown inline text: HTML escaped, Markdown punctuation backslashed, one line."""
+    one_line = _LINE_BREAKS.sub(" ", str(text))
+    return _SPECIALS.sub(r"\\\1", html.escape(one_line, quote=False))
+
+
+def code_span(text: object) -> str:
+    """``text`` as an inline code span that no backtick, pipe or line break in it can end early."""
+    one_line = _LINE_BREAKS.sub(" ", str(text)).replace("|", "\\|")
+    fence = "`" * (1 + max((len(run) for run in _BACKTICKS.findall(one_line)), default=0))
+    pad = " " if not one_line or one_line.startswith(("`", " ")) or one_line.endswith(("`", " ")) else ""
+    return f"{fence}{pad}{one_line}{pad}{fence}"
+
+
+def _count(summary: dict, key: str) -> str:
+    return escape_markdown(summary.get(key, 0))
