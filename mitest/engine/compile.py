@@ -19,7 +19,7 @@ from mitest.engine.edits import Edit, ValueFn, check_index, fit, take_rows
 from mitest.engine.paths import path_edits
 from mitest.engine.runner import Engine
 from mitest.errors import InterventionError
-from mitest.model.layouts import HookPoint
+from mitest.model.layouts import ResolvedSite
 from mitest.spec.interventions import Ablate, Intervention, Patch, PathPatch, Steer
 from mitest.spec.prompts import Prompts
 from mitest.spec.sites import Site
@@ -127,7 +127,7 @@ def patch_source(part: Patch | PathPatch, prompts: Prompts) -> Prompts:
     return source
 
 
-def resolve_sites(sites: Iterable[Site], run: Run) -> list[tuple[Site, HookPoint]]:
+def resolve_sites(sites: Iterable[Site], run: Run) -> list[tuple[Site, ResolvedSite]]:
     """Each site with its hook point, after checking its positions and indices."""
     resolved = []
     for site in sites:
@@ -138,14 +138,14 @@ def resolve_sites(sites: Iterable[Site], run: Run) -> list[tuple[Site, HookPoint
     return resolved
 
 
-def _rows_of(acts: torch.Tensor, point: HookPoint, rows: torch.Tensor | None = None) -> ValueFn:
+def _rows_of(acts: torch.Tensor, point: ResolvedSite, rows: torch.Tensor | None = None) -> ValueFn:
     """Each prompt's row of ``acts`` (or row ``rows[i]`` for prompt ``i``)."""
     if rows is None:
         return lambda view, batch: take_rows(acts, batch.index, view, point)
     return lambda view, batch: take_rows(acts, rows[batch.index], view, point)
 
 
-def _ablated(part: Ablate, site: Site, point: HookPoint, run: Run) -> ValueFn:
+def _ablated(part: Ablate, site: Site, point: ResolvedSite, run: Run) -> ValueFn:
     engine = run.engine
     if part.method == "zero":
         return lambda view, batch: torch.zeros_like(view)
@@ -159,7 +159,7 @@ def _ablated(part: Ablate, site: Site, point: HookPoint, run: Run) -> ValueFn:
     return _rows_of(engine.capture(reference, point), point, donors)
 
 
-def _mean_value(mean: torch.Tensor, per_position: bool, run: Prompts, point: HookPoint) -> ValueFn:
+def _mean_value(mean: torch.Tensor, per_position: bool, run: Prompts, point: ResolvedSite) -> ValueFn:
     if not per_position:
         if point.kind == "pattern":
             return lambda view, batch: mean[..., : view.shape[-1]].to(view.device).expand_as(view)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from mitest.errors import InterventionError, SiteError
-from mitest.model.layouts import HookPoint
+from mitest.model.layouts import ResolvedSite
 from mitest.spec.positions import ALL
 from mitest.spec.prompts import Prompts
 from mitest.spec.sites import Site
@@ -28,7 +28,7 @@ class Edit:
     the site's direction."""
 
     site: Site
-    point: HookPoint
+    point: ResolvedSite
     value: ValueFn
     project: bool = False
 
@@ -67,7 +67,7 @@ def selection_mask(view: torch.Tensor, batch: Prompts, site: Site) -> torch.Tens
     return select
 
 
-def take_rows(acts: torch.Tensor, rows: torch.Tensor, view: torch.Tensor, point: HookPoint) -> torch.Tensor:
+def take_rows(acts: torch.Tensor, rows: torch.Tensor, view: torch.Tensor, point: ResolvedSite) -> torch.Tensor:
     """Rows ``rows`` of stored activations ``acts``, cut to the length (and shape) of ``view``."""
     length = view.shape[1]
     value = acts[rows.to(acts.device), :length]
@@ -76,7 +76,7 @@ def take_rows(acts: torch.Tensor, rows: torch.Tensor, view: torch.Tensor, point:
     return value.to(view.device)
 
 
-def check_index(site: Site, point: HookPoint) -> None:
+def check_index(site: Site, point: ResolvedSite) -> None:
     """Raise :class:`SiteError` unless the site's head or neuron indices exist at ``point``."""
     if site.index is None:
         return

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from mitest.errors import SiteError
-from mitest.model.layouts import HookPoint
+from mitest.model.layouts import ResolvedSite
 
 # fn(view) -> replacement view, or None to only read the activation.
 Edit = Callable[[torch.Tensor], "torch.Tensor | None"]
@@ -44,10 +44,10 @@ class HookSet(contextlib.AbstractContextManager):
 
     def __init__(self, model: nn.Module) -> None:
         self._model = model
-        self._pending: list[tuple[HookPoint, Edit, HookStats]] = []
+        self._pending: list[tuple[ResolvedSite, Edit, HookStats]] = []
         self._stack = contextlib.ExitStack()
 
-    def add(self, point: HookPoint, edit: Edit) -> HookStats:
+    def add(self, point: ResolvedSite, edit: Edit) -> HookStats:
         """Queue ``edit`` on ``point``; returns the stats object the hook will update."""
         stats = HookStats(point.name)
         self._pending.append((point, edit, stats))
@@ -68,7 +68,7 @@ class HookSet(contextlib.AbstractContextManager):
         self._stack.close()
 
 
-def _wrap(point: HookPoint, edit: Edit, stats: HookStats) -> Callable[[torch.Tensor], torch.Tensor | None]:
+def _wrap(point: ResolvedSite, edit: Edit, stats: HookStats) -> Callable[[torch.Tensor], torch.Tensor | None]:
     def apply(raw: torch.Tensor) -> torch.Tensor | None:
         stats.fired += 1
         view = point.view(raw)
@@ -91,7 +91,7 @@ def _wrap(point: HookPoint, edit: Edit, stats: HookStats) -> Callable[[torch.Ten
 
 
 @contextlib.contextmanager
-def _install(point: HookPoint, apply: Callable[[torch.Tensor], torch.Tensor | None]) -> Iterator[None]:
+def _install(point: ResolvedSite, apply: Callable[[torch.Tensor], torch.Tensor | None]) -> Iterator[None]:
     module = point.module
     if point.kind == "pattern":
         edits = _PATTERN_EDITS.setdefault(module, [])
@@ -137,7 +137,7 @@ def _install(point: HookPoint, apply: Callable[[torch.Tensor], torch.Tensor | No
         handle.remove()
 
 
-def _install_residual_sum(point: HookPoint, apply: Callable[[torch.Tensor], torch.Tensor | None]) -> Iterator[None]:
+def _install_residual_sum(point: ResolvedSite, apply: Callable[[torch.Tensor], torch.Tensor | None]) -> Iterator[None]:
     """Expose ``output + residual`` where the residual is the input of ``point.addend``."""
     addend = point.addend
     assert addend is not None  # residual-sum points always name the module whose input is the residual

@@ -12,7 +12,7 @@ import torch
 from mitest.engine.edits import Edit, ValueFn, check_index, selection_mask, take_rows
 from mitest.engine.runner import Engine, check_fired
 from mitest.errors import InterventionError
-from mitest.model.layouts import HookPoint
+from mitest.model.layouts import ResolvedSite
 from mitest.model.residual import check_supported, read_stage, reader_sites, write_stage, writers
 from mitest.spec.interventions import PathPatch
 from mitest.spec.prompts import Prompts
@@ -92,7 +92,7 @@ def path_readers(model, part: PathPatch) -> list[Site]:
     return readers
 
 
-def _frozen(point: HookPoint, held: torch.Tensor, senders: tuple[Site, ...], source: torch.Tensor | None) -> ValueFn:
+def _frozen(point: ResolvedSite, held: torch.Tensor, senders: tuple[Site, ...], source: torch.Tensor | None) -> ValueFn:
     """A writer held at ``held``, except where a sender selects it: there ``source``."""
     chosen = [site for site in senders if site.name == point.name]
 
@@ -108,5 +108,5 @@ def _frozen(point: HookPoint, held: torch.Tensor, senders: tuple[Site, ...], sou
     return value
 
 
-def _rows(acts: torch.Tensor, point: HookPoint) -> ValueFn:
+def _rows(acts: torch.Tensor, point: ResolvedSite) -> ValueFn:
     return lambda view, batch: take_rows(acts, batch.index, view, point)

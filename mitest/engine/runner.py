@@ -19,7 +19,7 @@ from mitest import progress
 from mitest.engine.edits import Edit, apply
 from mitest.engine.hooks import HookSet, HookStats, eager_attention
 from mitest.errors import HookNotFiredError, MetricError
-from mitest.model.layouts import HookPoint
+from mitest.model.layouts import ResolvedSite
 from mitest.model.model import Model
 from mitest.spec.metrics import Custom, Metric
 from mitest.spec.prompts import Prompts
@@ -110,11 +110,11 @@ class Engine:
 
         return self.cache.get(key, compute)
 
-    def capture(self, prompts: Prompts, point: HookPoint) -> torch.Tensor:
+    def capture(self, prompts: Prompts, point: ResolvedSite) -> torch.Tensor:
         """The site's activation on every prompt, padded to ``[n, max_len, ...]``."""
         return self.capture_all(prompts, [point])[0]
 
-    def capture_all(self, prompts: Prompts, points: list[HookPoint]) -> list[torch.Tensor]:
+    def capture_all(self, prompts: Prompts, points: list[ResolvedSite]) -> list[torch.Tensor]:
         """Several sites' activations, from one clean pass for all those not yet cached."""
         keys = [("capture", self.eager, prompts.fingerprint, point.name) for point in points]
         found = {key: self.cache.get(key, lambda: None) for key in keys if key in self.cache}
@@ -128,7 +128,7 @@ class Engine:
                 found[key] = self.cache.get(key, functools.partial(operator.getitem, store, 0))
         return [found[key] for key in keys]
 
-    def reader(self, prompts: Prompts, point: HookPoint, hooks: HookSet) -> tuple[list[torch.Tensor], HookStats]:
+    def reader(self, prompts: Prompts, point: ResolvedSite, hooks: HookSet) -> tuple[list[torch.Tensor], HookStats]:
         """Add to ``hooks`` a read of ``point`` into a padded ``[n, max_len, ...]`` store (filled by the run)."""
         store: list[torch.Tensor] = []
 
@@ -139,7 +139,7 @@ class Engine:
 
         return store, hooks.add(point, read)
 
-    def mean(self, prompts: Prompts, point: HookPoint, per_position: bool) -> torch.Tensor:
+    def mean(self, prompts: Prompts, point: ResolvedSite, per_position: bool) -> torch.Tensor:
         """Mean activation over real (non-padding) tokens: per position ``[max_len, ...]`` or pooled."""
 
         def compute():
@@ -172,7 +172,7 @@ class Engine:
 
         return self.cache.get(("mean", self.eager, prompts.fingerprint, point.name, per_position), compute)
 
-    def captured(self, prompts: Prompts, edits: list[Edit], points: list[HookPoint]) -> list[torch.Tensor]:
+    def captured(self, prompts: Prompts, edits: list[Edit], points: list[ResolvedSite]) -> list[torch.Tensor]:
         """Activations at ``points`` (each ``[n, max_len, ...]``) with every edit installed."""
         hooks, stats = self.hooks(edits)
         stores = [self.reader(prompts, point, hooks) for point in points]
@@ -245,13 +245,13 @@ class _Identity:
         return isinstance(other, _Identity) and other.obj is self.obj
 
 
-def _padded_shape(n: int, width: int, view: torch.Tensor, point: HookPoint) -> tuple[int, ...]:
+def _padded_shape(n: int, width: int, view: torch.Tensor, point: ResolvedSite) -> tuple[int, ...]:
     """``[n, width, ...]`` storage for a site's activations; patterns also pad their key axis."""
     last = width if point.kind == "pattern" else view.shape[-1]
     return (n, width, *view.shape[2:-1], last)
 
 
-def _write_padded(store: torch.Tensor, rows: torch.Tensor, view: torch.Tensor, point: HookPoint) -> None:
+def _write_padded(store: torch.Tensor, rows: torch.Tensor, view: torch.Tensor, point: ResolvedSite) -> None:
     length = view.shape[1]
     if point.kind == "pattern":
         store[rows, :length, ..., :length] = view

@@ -24,7 +24,7 @@ from mitest.engine.effects import effect_of
 from mitest.engine.hooks import HookStats
 from mitest.engine.runner import Engine, check_fired
 from mitest.errors import InterventionError
-from mitest.model.layouts import HookPoint
+from mitest.model.layouts import ResolvedSite
 from mitest.model.model import Model
 from mitest.model.residual import EMBED, LOGITS, check_separate_heads, check_supported, read_stage, write_stage, writers
 from mitest.spec.hypothesis import (
@@ -183,7 +183,7 @@ class _Scrubber:
 
 
 def _assemble(
-    point: HookPoint, clean: torch.Tensor, random_rows: torch.Tensor, claimed: list[tuple[Site, torch.Tensor]]
+    point: ResolvedSite, clean: torch.Tensor, random_rows: torch.Tensor, claimed: list[tuple[Site, torch.Tensor]]
 ) -> Callable[[torch.Tensor, Prompts], torch.Tensor]:
     """A writer's value: its clean value on the random prompts, overlaid with the claimed nodes' values."""
 
@@ -198,7 +198,7 @@ def _assemble(
     return value
 
 
-def _copy(acts: torch.Tensor, point: HookPoint) -> Callable[[torch.Tensor, Prompts], torch.Tensor]:
+def _copy(acts: torch.Tensor, point: ResolvedSite) -> Callable[[torch.Tensor, Prompts], torch.Tensor]:
     return lambda view, batch: take_rows(acts, batch.index, view, point)
 
 

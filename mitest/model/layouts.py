@@ -31,7 +31,7 @@ class Dims:
 
 
 @dataclass(frozen=True)
-class HookPoint:
+class ResolvedSite:
     """A resolved site: the module to hook, how, and how to view its tensor."""
 
     name: str
@@ -63,8 +63,8 @@ def _residual_sum(attention: str, first_norm: str) -> LayerSite:
 
 
 @dataclass(frozen=True)
-class Family:
-    """How one architecture family lays out its modules."""
+class Layout:
+    """How one architecture family lays out its modules (its site table)."""
 
     name: str
     model_types: tuple[str, ...]
@@ -126,7 +126,7 @@ def _proj(path: str, count: Callable[[Dims], int]) -> LayerSite:
     return LayerSite(path, "output", _heads(count), count)
 
 
-GPT2 = Family(
+GPT2 = Layout(
     name="gpt2",
     model_types=("gpt2",),
     layers="h",
@@ -150,7 +150,7 @@ GPT2 = Family(
     },
 )
 
-GPT_NEOX = Family(
+GPT_NEOX = Layout(
     name="gpt_neox",
     model_types=("gpt_neox",),
     layers="layers",
@@ -176,7 +176,7 @@ GPT_NEOX = Family(
     has_resid_mid=lambda config: not getattr(config, "use_parallel_residual", False),
 )
 
-LLAMA = Family(
+LLAMA = Layout(
     name="llama",
     model_types=("llama", "mistral", "qwen2"),
     layers="layers",
@@ -201,7 +201,7 @@ LLAMA = Family(
 
 # BERT is post-LayerNorm: as in TransformerLens, resid_mid and resid_post are the residual sums
 # that enter each LayerNorm (their only reader), while resid_pre is the layer's (normalised) input.
-BERT = Family(
+BERT = Layout(
     name="bert",
     model_types=("bert",),
     layers="encoder.layer",
@@ -224,13 +224,13 @@ BERT = Family(
     },
 )
 
-FAMILIES = (GPT2, GPT_NEOX, LLAMA, BERT)
+LAYOUTS = (GPT2, GPT_NEOX, LLAMA, BERT)
 
 
-def family_for(config: object) -> Family | None:
+def layout_for(config: object) -> Layout | None:
     """The family of a transformers config, or None when mitest has no site table for it."""
     model_type = getattr(config, "model_type", None)
-    return next((f for f in FAMILIES if model_type in f.model_types), None)
+    return next((f for f in LAYOUTS if model_type in f.model_types), None)
 
 
 def dims_for(config: Any) -> Dims:

@@ -21,7 +21,7 @@ from mitest import progress
 from mitest.errors import ModelError, ModelLoadError, SiteError, closest
 from mitest.model import loading
 from mitest.model.cache import RunCache
-from mitest.model.layouts import Dims, Family, HookPoint, dims_for, family_for
+from mitest.model.layouts import Dims, Layout, ResolvedSite, dims_for, layout_for
 
 
 class Model:
@@ -36,9 +36,9 @@ class Model:
         self.hf_model = hf_model
         self.tokenizer = tokenizer
         self.config = getattr(hf_model, "config", None)
-        self.family: Family | None = family_for(self.config) if self.config is not None else None
+        self.family: Layout | None = layout_for(self.config) if self.config is not None else None
         self.dims: Dims | None = dims_for(self.config) if self.family is not None else None
-        self._points: dict[str, HookPoint] = {}
+        self._points: dict[str, ResolvedSite] = {}
         self._site_names: list[str] | None = None
         self._revision: tuple[tuple, str] | None = None
         self.cache = RunCache()  # clean runs and activations reused across mt.measure calls
@@ -106,7 +106,7 @@ class Model:
             self._site_names = self._family_site_names() if self.family else self._module_names()
         return list(self._site_names)
 
-    def resolve(self, name: str) -> HookPoint:
+    def resolve(self, name: str) -> ResolvedSite:
         """The hook point for a site name or raw module path; unknown names list the closest ones."""
         point = self._points.get(name)
         if point is None:
@@ -182,7 +182,7 @@ class Model:
         family = self.family.name if self.family else "raw modules"
         return f"Model({type(self.hf_model).__name__}, sites={family})"
 
-    def layout(self) -> tuple[Family, Dims]:
+    def layout(self) -> tuple[Layout, Dims]:
         """The site table and sizes of a supported architecture; raises :class:`SiteError` on other models."""
         if self.family is None or self.dims is None:
             model_type = getattr(self.config, "model_type", None)
@@ -211,7 +211,7 @@ class Model:
     def _module_names(self) -> list[str]:
         return [name for name, _ in self.hf_model.named_modules() if name]
 
-    def _resolve(self, name: str) -> HookPoint:
+    def _resolve(self, name: str) -> ResolvedSite:
         if not isinstance(name, str):
             raise SiteError(f"site names are strings, got {name!r}")
         modules = dict(self.hf_model.named_modules())
@@ -220,18 +220,18 @@ class Model:
             if point is not None:
                 return point
         if name in modules and name:
-            return HookPoint(name, modules[name], "output", lambda t: t)
+            return ResolvedSite(name, modules[name], "output", lambda t: t)
         suggestions = closest(name, self.sites() + ([] if self.family is None else self._module_names()))
         hint = f"; closest: {', '.join(suggestions)}" if suggestions else ""
         raise SiteError(
             f"unknown site {name!r} on {type(self.hf_model).__name__}{hint}. See model.sites() for all names"
         )
 
-    def _resolve_family(self, name: str) -> HookPoint | None:
+    def _resolve_family(self, name: str) -> ResolvedSite | None:
         family, dims = self.layout()
         base = cast(nn.Module, self.hf_model.base_model)  # a transformers model's body, or the model itself
         if name in family.embeddings:
-            return HookPoint(name, base.get_submodule(family.embeddings[name]), "output", lambda t: t)
+            return ResolvedSite(name, base.get_submodule(family.embeddings[name]), "output", lambda t: t)
         parts = name.split(".", 2)
         if len(parts) != 3 or parts[0] != "blocks":
             return None
@@ -249,7 +249,7 @@ class Model:
         module = layer_module.get_submodule(spec.path) if spec.path else layer_module
         components = spec.components(dims) if spec.components else None
         addend = layer_module.get_submodule(spec.addend) if spec.addend else None
-        return HookPoint(name, module, spec.kind, spec.view(dims), components, addend)
+        return ResolvedSite(name, module, spec.kind, spec.view(dims), components, addend)
 
 
 # Config entries that say where or with which library a model was saved, not what it computes.
