@@ -121,7 +121,7 @@ def test_the_effect_records_what_was_scrubbed(induction):
     effect = scrub(induction, hypothesis)
     assert effect.intervention["type"] == "Scrub"
     assert effect.intervention["hypothesis"]["edges"][1] == ["prev", "ind", "k"]
-    assert effect.intervention["hypothesis"]["features"]["ind"].startswith("test_scrub.answer:")
+    assert effect.intervention["hypothesis"]["features"]["ind"].startswith("tests.engine.test_scrub.answer:")
     assert effect.identity["intervention"] == identity(mt.scrub(hypothesis).to_dict()).key  # floats not hashed
     other = mt.Hypothesis(CIRCUIT_NODES, CIRCUIT_EDGES, features={"ind": last_token})
     assert mt.scrub(other).key() != mt.scrub(hypothesis).key()
