@@ -274,7 +274,7 @@ class CircuitTest:
         members = sorted(self._kept)
         drops = [sign * (self.alone - self._without(self._all - (self._kept - {c}))) / scale for c in members]
         margins = [Effect._settle(d - at_least, np.abs(d) + abs(at_least)) for d in drops]
-        tested = [effect._p(margin) for margin in margins]
+        tested = [effect._p(margin, a) for margin in margins]  # a side that cannot be decided gets p = 1
         p_holds = stats.holm([p for p, _ in tested])
         p_refuted = stats.holm([p for _, p in tested])
         means = [float(d.mean()) for d in drops]
@@ -285,6 +285,10 @@ class CircuitTest:
         notes += [
             f"{_label(self.components[c])}: mean drop {mean:.4g}, Holm p(holds) {ph:.2g}, p(refuted) {pr:.2g}"
             for c, mean, ph, pr in zip(members, means, p_holds, p_refuted, strict=True)
+        ]
+        weakest_test = effect._decide(margins[weakest], a)
+        notes += [
+            f"not decided: {r}" for r in dict.fromkeys((*weakest_test.refused_holds, *weakest_test.refused_refuted))
         ]
         worst = np.argsort(drop, kind="stable")[:3]
         return effect._conclude(
