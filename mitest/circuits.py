@@ -274,6 +274,7 @@ class CircuitTest:
         members = sorted(self._kept)
         drops = [sign * (self.alone - self._without(self._all - (self._kept - {c}))) / scale for c in members]
         margins = [Effect._settle(d - at_least, np.abs(d) + abs(at_least)) for d in drops]
+        decisions = [effect._decide(margin, a) for margin in margins]
         tested = [effect._p(margin, a) for margin in margins]  # a side that cannot be decided gets p = 1
         p_holds = stats.holm([p for p, _ in tested])
         p_refuted = stats.holm([p for _, p in tested])
@@ -286,10 +287,13 @@ class CircuitTest:
             f"{_label(self.components[c])}: mean drop {mean:.4g}, Holm p(holds) {ph:.2g}, p(refuted) {pr:.2g}"
             for c, mean, ph, pr in zip(members, means, p_holds, p_refuted, strict=True)
         ]
-        weakest_test = effect._decide(margins[weakest], a)
         notes += [
-            f"not decided: {r}" for r in dict.fromkeys((*weakest_test.refused_holds, *weakest_test.refused_refuted))
+            f"{_label(self.components[c])} not decided: {reason}"
+            for c, decision in zip(members, decisions, strict=True)
+            for reason in dict.fromkeys((*decision.refused_holds, *decision.refused_refuted))
+            if "prompts is below" not in reason  # the rule on n is the same for every component: said once
         ]
+        weakest_test = decisions[weakest]  # its rules on n and skew, and its power advice
         worst = np.argsort(drop, kind="stable")[:3]
         return effect._conclude(
             claim=f"removing any of the circuit's {len(members)} components lowers its faithfulness by at least "
@@ -299,7 +303,9 @@ class CircuitTest:
             threshold=float(at_least),
             p=(float(p_holds.max()), float(p_refuted.min())),
             alpha=a,
-            spread=stats.units(margins[weakest], effect.groups),
+            decision=weakest_test,
+            margins=margins[weakest],
+            against=margins[weakest] < 0,
             gap=abs(means[weakest] - at_least),
             worst=[(int(i), float(drop[i])) for i in worst],
             per_prompt=drop,

@@ -364,9 +364,9 @@ class Effect:
         """
         __tracebackhide__ = True
         refusals: tuple[str, ...] = ()
-        if decision is not None:
+        if p is None:
+            assert decision is not None, "a verdict needs p-values or a decision"
             p = (float(decision.p_holds), float(decision.p_refuted))
-        assert p is not None
         p_holds, p_refuted = p
         holds = p_holds < alpha and not (decision and decision.refused_holds)
         refuted = p_refuted < alpha and not (decision and decision.refused_refuted)

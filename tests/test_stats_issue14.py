@@ -116,21 +116,27 @@ def test_grouped_flip_rate_still_has_power_with_many_clusters():
 # -- 3. CR2 with Bell-McCaffrey degrees of freedom ------------------------------------------------
 
 
-def _bell_mccaffrey_by_matrices(sizes):
-    """CR2 adjustment matrices and Satterthwaite df for the intercept-only model, by the general formulas."""
+def _bell_mccaffrey_by_matrices(sizes, rho=0.0):
+    """Satterthwaite df of the CR2 test of a mean by the general formulas (Bell-McCaffrey 2002; Imbens-Kolesar 2016).
+
+    Working covariance ``(1 - rho) I + rho * blockdiag(J)``; ``rho = 0`` is working independence.
+    """
     n = sum(sizes)
     x = np.ones((n, 1))
-    hat = x @ np.linalg.inv(x.T @ x) @ x.T
+    bread = np.linalg.inv(x.T @ x)
+    hat = x @ bread @ x.T
     bounds = np.cumsum([0, *sizes])
+    omega = (1 - rho) * np.eye(n)
     columns = []
     for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        omega[start:stop, start:stop] += rho
         block = np.eye(stop - start) - hat[start:stop, start:stop]
         values, vectors = np.linalg.eigh(block)
         adjust = vectors @ np.diag(values**-0.5) @ vectors.T
-        columns.append((np.eye(n) - hat)[:, start:stop] @ adjust @ x[start:stop] @ np.linalg.inv(x.T @ x))
+        columns.append((np.eye(n) - hat)[:, start:stop] @ adjust @ x[start:stop] @ bread)
     g = np.hstack(columns)
-    gtg = g.T @ g
-    return np.trace(gtg) ** 2 / np.trace(gtg @ gtg)
+    m = g.T @ omega @ g
+    return np.trace(m) ** 2 / np.trace(m @ m)
 
 
 @pytest.mark.parametrize("sizes", [[5, 5, 5, 5], [2, 4, 8, 16], [1, 3, 10, 30, 2, 7], [3] * 9 + [40]])
@@ -139,9 +145,24 @@ def test_bell_mccaffrey_df_equals_the_matrix_formula(sizes):
     assert stats.bell_mccaffrey_df(share) == pytest.approx(_bell_mccaffrey_by_matrices(sizes), rel=1e-10)
 
 
+@pytest.mark.parametrize("sizes", [[2, 4, 8, 16], [1, 1, 2, 3, 6, 12, 25, 50]])
+def test_imbens_kolesar_df_equals_the_matrix_formula_at_the_estimated_correlation(sizes):
+    rng = np.random.default_rng(len(sizes))
+    codes = np.repeat(np.arange(len(sizes)), sizes)
+    values = np.repeat(rng.normal(size=len(sizes)), sizes) + 0.5 * rng.normal(size=sum(sizes))
+    rho = float(stats.intracluster_correlation(values, codes, len(sizes)))
+    assert 0.3 < rho < 0.99
+    expected = _bell_mccaffrey_by_matrices(sizes, rho)
+    assert stats.imbens_kolesar_df(values, codes, len(sizes)) == pytest.approx(expected, rel=1e-10)
+    assert expected < stats.bell_mccaffrey_df(np.array(sizes) / sum(sizes))  # correlation leaves fewer df
+
+
 def test_bell_mccaffrey_df_is_g_minus_1_for_equal_clusters_and_fewer_for_unequal():
     assert stats.bell_mccaffrey_df(np.full(7, 1 / 7)) == pytest.approx(6)
     assert stats.bell_mccaffrey_df(np.array([2, 4, 8, 16]) / 30) < 2
+    values = np.random.default_rng(0).normal(size=(3, 35))
+    equal = np.repeat(np.arange(7), 5)
+    np.testing.assert_allclose(stats.imbens_kolesar_df(values, equal, 7), 6.0)
 
 
 def test_cr2_standard_error_equals_the_adjusted_sandwich():
@@ -169,7 +190,7 @@ def _clustered(rng, sims, sizes, icc):
 
 
 @pytest.mark.parametrize(
-    ("sizes", "icc"), [([2, 4, 8, 16], 0.3), ([2, 4, 8, 16], 0.8), ([1, 2, 4, 8, 16, 32, 64, 128], 0.3)]
+    ("sizes", "icc"), [([2, 4, 8, 16], 0.3), ([2, 4, 8, 16], 0.8), ([1, 1, 2, 3, 6, 12, 25, 50], 0.8)]
 )
 def test_few_unequal_clusters_are_calibrated_with_cr2_where_cr1_is_liberal(sizes, icc):
     rng = np.random.default_rng(len(sizes) + int(10 * icc))
