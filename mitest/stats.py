@@ -90,6 +90,9 @@ decided only from enough prompts that such a failure shows up in the sample with
 COCHRAN = 25
 """Cochran's (1977) rule: the normal approximation to a mean needs ``n > 25 * skewness**2`` units."""
 
+SKEW_UNITS = 20
+"""Fewest units whose skewness the rules act on (its standard error is about sqrt(6 / m): 0.55 at 20)."""
+
 
 def settle(margin: np.ndarray | float, size: np.ndarray | float) -> np.ndarray:
     """Zero every margin numerically equal to 0: ``|margin| <= RELATIVE_TOLERANCE * size``.
@@ -310,7 +313,7 @@ def decide(
     2. Fewer than :func:`min_prompts` prompts: neither side is decided (a failure on one prompt in
        ten could be missing from the sample), unless the values are ``exact``.
     3. Cochran's rule: a side is not decided while its units are skewed against it and
-       ``m < 25 * skew**2`` (checked with 10 or more units; fewer cannot show a skew), unless
+       ``m < 25 * skew**2`` (checked with ``SKEW_UNITS`` or more units; fewer cannot show a skew), unless
        Cantelli's shape-free bound ``1 / (1 + t^2)`` is already below alpha.
     Vectorised along the last axis; reasons are given for 1-D input.
     """
@@ -325,7 +328,7 @@ def decide(
     se, skew = _se_and_skew(x, groups)
     needed = min_prompts(alpha) if min_n is None else min_n
     few = (n < needed) and not exact
-    skew_limit = cochran_units(skew) if m >= 10 else np.zeros_like(skew)
+    skew_limit = cochran_units(skew) if m >= SKEW_UNITS else np.zeros_like(skew)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(se > 0, x.mean(-1) / np.where(se > 0, se, 1.0), 0.0)
     # Cantelli's inequality bounds a one-sided tail whatever the shape: 1 / (1 + t^2). Where it already
@@ -588,7 +591,7 @@ def decidable_share(units_: np.ndarray, side: float = 1.0, *, seed: int = 0, res
     """
     x = np.asarray(units_, dtype=np.float64)
     m = len(x)
-    if m < 10:
+    if m < SKEW_UNITS:
         return 1.0
     rng = np.random.default_rng(seed)
     draws = _scaled(x)[rng.integers(0, m, size=(resamples, m))]
