@@ -242,7 +242,8 @@ def power_table(sims: int) -> None:
         observed = _holds(margins, None, ALPHA)[0]
         reported = float(np.mean([_reported(row, gap, ALPHA) for row in margins[:200]]))
         plain = stats.power(gap, sd, n, ALPHA)
-        needed = stats.units_needed(gap, sd, ALPHA, skew=skew) or n
+        sample = population[:20_000] if skew < 0 else None  # counts the chance of passing Cochran's rule
+        needed = stats.units_needed(gap, sd, ALPHA, skew=skew, sample=sample) or n
         needed = max(needed, stats.min_prompts(ALPHA), math.ceil(float(stats.cochran_units(min(skew, 0.0)))))
         there = _holds(gap + draw(rng, (sims, needed)), None, ALPHA)[0]
         print(f"| {label} | {n} | {observed:.3f} | {reported:.3f} | {plain:.3f} | {needed} | {there:.3f} |", flush=True)

@@ -522,7 +522,12 @@ def _power_plan(
         decidable = 1.0 if units is None else _decidable(units, side)
         power = stats.power(gap, sd, m, alpha, skew=oriented, df=df, decidable=decidable)
         mde = stats.minimum_detectable(sd, m, alpha, skew=oriented, df=df)
-        needed = stats.units_needed(gap, sd, alpha, skew=oriented) if gap > 0 else None
+        sample = units if units is not None and oriented < 0 else None  # skewed against: count Cochran's rule
+        needed = (
+            stats.units_needed(gap, sd, alpha, skew=oriented, sample=sample, side=side, seed=settings.seed)
+            if gap > 0
+            else None
+        )
         skew_needed = math.ceil(float(stats.cochran_units(oriented))) if decision is not None and oriented < 0 else 0
     if needed is not None:
         needed = max(needed, skew_needed, rules)

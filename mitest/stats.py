@@ -584,23 +584,38 @@ def _nct_sf(x: float, df: float, noncentrality: float) -> float:
     return float(sps.norm.sf(x - noncentrality))
 
 
-def decidable_share(units_: np.ndarray, side: float = 1.0, *, seed: int = 0, resamples: int = 1000) -> float:
+def skewness(values: np.ndarray) -> float:
+    """Sample skewness with the ddof-1 spread (the convention of every test here); 0 for constant values."""
+    x = _scaled(np.asarray(values, dtype=np.float64))
+    centred = x - x.mean()
+    spread = math.sqrt(float((centred**2).sum()) / (len(x) - 1))
+    return float((centred**3).mean() / spread**3) if spread > 1e-12 else 0.0
+
+
+def decidable_share(
+    units_: np.ndarray, side: float = 1.0, *, seed: int = 0, resamples: int = 1000, size: int | None = None
+) -> float:
     """Bootstrap estimate of the probability that data like ``units_`` pass Cochran's rule for the ``side`` test.
 
-    ``side`` is +1 for the test of ``mean > 0`` (refused when skewed left), -1 for ``mean < 0``.
+    ``side`` is +1 for the test of ``mean > 0`` (refused when skewed left), -1 for ``mean < 0``;
+    ``size`` is the number of units of the planned sample (default: as many as given).
     """
     x = np.asarray(units_, dtype=np.float64)
-    m = len(x)
-    if m < SKEW_UNITS:
+    m = len(x) if size is None else int(size)
+    if m < SKEW_UNITS or len(x) < 2:
         return 1.0
     rng = np.random.default_rng(seed)
-    draws = _scaled(x)[rng.integers(0, m, size=(resamples, m))]
-    centred = draws - draws.mean(-1, keepdims=True)
-    spread = np.sqrt((centred**2).mean(-1) * m / (m - 1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        skew = np.where(spread > 1e-12, (centred**3).mean(-1) / spread**3, 0.0)
-    refused = (side * skew < 0) & (m < cochran_units(skew))
-    return float(1.0 - refused.mean())
+    scaled = _scaled(x)
+    refused = 0
+    for start in range(0, resamples, max(1, 2_000_000 // m)):  # batches of about 2 million values
+        count = min(resamples - start, max(1, 2_000_000 // m))
+        draws = scaled[rng.integers(0, len(x), size=(count, m))]
+        centred = draws - draws.mean(-1, keepdims=True)
+        spread = np.sqrt((centred**2).mean(-1) * m / (m - 1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            skew = np.where(spread > 1e-12, (centred**3).mean(-1) / spread**3, 0.0)
+        refused += int(((side * skew < 0) & (m < cochran_units(skew))).sum())
+    return float(1.0 - refused / resamples)
 
 
 def minimum_detectable(
@@ -615,16 +630,37 @@ def minimum_detectable(
     return float(brentq(lambda g: power(g, sd, m, alpha, skew=skew, df=df) - target, 0.0, high, xtol=1e-12 * sd))
 
 
-def units_needed(gap: float, sd: float, alpha: float, target: float = 0.8, *, skew: float = 0.0) -> int | None:
+def units_needed(
+    gap: float,
+    sd: float,
+    alpha: float,
+    target: float = 0.8,
+    *,
+    skew: float = 0.0,
+    sample: np.ndarray | None = None,
+    side: float = 1.0,
+    seed: int = 0,
+) -> int | None:
     """Units needed for the claim test to resolve ``gap`` with probability ``target``.
 
-    None when the gap is too small relative to the spread for any realistic sample.
+    With ``sample`` (units like the ones observed, skewed against the test), the power counts the
+    chance that a sample of that size passes Cochran's rule (:func:`decidable_share`). None when the
+    gap is too small relative to the spread for any realistic sample.
     """
     if gap <= 0 or sd <= 0 or not math.isfinite(gap / sd):
         return 2
     if gap / sd < 1e-4:  # beyond any realistic sample (more than about 10^9 units)
         return None
-    return _smallest(lambda m: power(gap, sd, m, alpha, skew=skew) >= target, (sps.norm.isf(alpha) + 1) * sd / gap)
+
+    observed = 0.0 if sample is None else abs(skewness(sample))
+
+    def enough(m: int) -> bool:
+        share = 1.0
+        if sample is not None and m < 4 * cochran_units(observed):  # beyond it resamples pass the rule
+            share = decidable_share(sample, side, seed=seed, resamples=400, size=m)
+        return power(gap, sd, m, alpha, skew=skew, decidable=share) >= target
+
+    return _smallest(enough, (sps.norm.isf(alpha) + 1) * sd / gap)
 
 
 def tost_power(estimate: float, within: float, sd: float, m: int, alpha: float, *, df: float | None = None) -> float:
