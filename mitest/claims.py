@@ -380,6 +380,8 @@ class Effect:
         extra += _few_prompts_note(margins)
         if plan.reason:
             extra.append(plan.reason)
+        if not (np.isfinite(interval.low) and np.isfinite(interval.high)):
+            extra.append("interval not computable: some resamples have no finite value (a denominator summing to 0)")
         verdict = Verdict(
             outcome=outcome,
             claim=claim,

@@ -264,4 +264,4 @@ def test_induction_circuit(mi):
     assert len(sufficient["per_prompt"]["claim_value"]) == 200
     assert np.mean(sufficient["per_prompt"]["claim_value"]) == pytest.approx(sufficient["estimate"])
     rows = (pytester.path / "reports" / "per_prompt.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2 * 16
+    assert len(rows) == 1 + 2 * 40

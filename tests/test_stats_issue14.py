@@ -379,3 +379,15 @@ def test_the_n_needed_advice_reaches_the_promised_power_under_skew():
     assert needed > plain
     observed = _holds_rate(gap + np.exp(1 / 8) - rng.lognormal(0, 0.5, (4000, needed)))
     assert observed >= 0.75 > _holds_rate(gap + np.exp(1 / 8) - rng.lognormal(0, 0.5, (4000, plain)))
+
+
+def test_an_unbounded_interval_says_why(monkeypatch):
+    unbounded = stats.ConfidenceInterval(-np.inf, np.inf, 0.9)
+    monkeypatch.setattr(stats, "ratio_interval", lambda *args, **kwargs: unbounded)
+    rng = np.random.default_rng(12)
+    clean = rng.normal(3, 1, 40)
+    verdict = _outcome(
+        lambda: mt.Effect.from_values(clean, clean + 2 + rng.normal(size=40)).expect_increase(at_least=1)
+    )
+    assert (verdict.low, verdict.high) == (-np.inf, np.inf)
+    assert any(note.startswith("interval not computable") for note in verdict.notes)
