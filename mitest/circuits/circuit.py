@@ -276,7 +276,8 @@ class CircuitTest:
         with progress.bar(members, desc="circuit without each component", unit="component") as left_out:
             drops = [sign * (self.alone - self._without(self._all - (self._kept - {c}))) / scale for c in left_out]
         margins = [Effect._settle(d - at_least, np.abs(d) + abs(at_least)) for d in drops]
-        tested = [effect._p(margin) for margin in margins]
+        decisions = [effect._decide(margin, a) for margin in margins]
+        tested = [effect._p(margin, a) for margin in margins]  # a side that cannot be decided gets p = 1
         p_holds = stats.holm([p for p, _ in tested])
         p_refuted = stats.holm([p for _, p in tested])
         means = [float(d.mean()) for d in drops]
@@ -288,6 +289,13 @@ class CircuitTest:
             f"{_label(self.components[c])}: mean drop {mean:.4g}, Holm p(holds) {ph:.2g}, p(refuted) {pr:.2g}"
             for c, mean, ph, pr in zip(members, means, p_holds, p_refuted, strict=True)
         ]
+        notes += [
+            f"{_label(self.components[c])} not decided: {reason}"
+            for c, decision in zip(members, decisions, strict=True)
+            for reason in dict.fromkeys((*decision.refused_holds, *decision.refused_refuted))
+            if "prompts is below" not in reason  # the rule on n is the same for every component: said once
+        ]
+        weakest_test = decisions[weakest]  # its rules on n and skew, and its power advice
         worst = np.argsort(drop, kind="stable")[:3]
         return effect._conclude(
             claim=f"removing any of the circuit's {len(members)} components lowers its faithfulness by at least "
@@ -297,7 +305,9 @@ class CircuitTest:
             threshold=float(at_least),
             p=(float(p_holds.max()), float(p_refuted.min())),
             alpha=a,
-            spread=stats.units(margins[weakest], effect.groups),
+            decision=weakest_test,
+            margins=margins[weakest],
+            against=margins[weakest] < 0,
             gap=abs(means[weakest] - at_least),
             worst=[(int(i), float(drop[i])) for i in worst],
             per_prompt=drop,

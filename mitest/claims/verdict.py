@@ -23,7 +23,9 @@ class Verdict:
     cancellation in a causal scrubbing run), shown in the summary and the reports. ``kind`` is
     ``"equivalence"`` for claims that an effect stays within a margin (two-sided, TOST), ``"property"``
     for a searched property (its units are the examples tried), ``"sampled"`` for a comparison with
-    random circuits (its units are the draws), else ``"effect"``.
+    random circuits (its units are the draws), else ``"effect"``. ``share_against`` is the share of
+    prompts (or units) whose own value goes against the claim. ``power``, ``mde`` and ``n_needed`` are
+    None when they cannot be computed; a note then says why.
     """
 
     outcome: str
@@ -47,6 +49,7 @@ class Verdict:
     worst: tuple[tuple[int, float], ...]
     notes: tuple[str, ...] = ()
     kind: str = "effect"
+    share_against: float = 0.0
 
     @property
     def holds(self) -> bool:
@@ -76,7 +79,7 @@ class Verdict:
             f"  estimate {_num(self.estimate)}, {_percent(self.level)} CI [{_num(self.low)}, {_num(self.high)}], "
             f"threshold {_num(self.threshold)}",
             f"  p(holds) = {_p(self.pvalue)}, p(refuted) = {_p(self.pvalue_refuted)}, alpha = {self.alpha:.3g}, "
-            f"n = {units} ({self.test})",
+            f"n = {units} ({self.test}); {_percent_plain(self.share_against)} of them against the claim",
         ]
         if self.worst:
             listed = ", ".join(f"#{index} ({_num(value)})" for index, value in self.worst)
@@ -97,6 +100,10 @@ class Verdict:
 
 def _num(value: float) -> str:
     return f"{value:.4g}"
+
+
+def _percent_plain(share: float) -> str:
+    return f"{share:.0%}" if share == 0 or share >= 0.01 else f"{share:.1%}"
 
 
 def _p(value: float) -> str:

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def induction() -> planted.Planted:
-    return planted.induction(16, length=7, n=32, seed=0)
+    return planted.induction(16, length=7, n=48, seed=0)  # enough prompts to decide at ALPHA (min_prompts)
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +244,7 @@ HEADS = mt.heads("0.0", "0.1", "0.2", "0.3", "1.0", "1.1", "1.2", "1.3")
 
 @pytest.mark.mitest(claims=2)
 def test_induction_circuit(mi):
-    model, prompts = planted.induction(16, length=7, n=16, seed=0)
+    model, prompts = planted.induction(16, length=7, n=40, seed=0)
     c = mi.circuit(model, prompts, mt.heads("0.0", "1.0"), mt.metrics.loss("second_half"), components=HEADS)
     c.expect_minimal(at_least=0.5)
     c.expect_sufficient(0.9, samples=200)
@@ -258,10 +258,10 @@ def test_induction_circuit(mi):
     assert sufficient["method"] == "binomial vs 200 random circuits"
     assert minimal["identity"]["intervention"].startswith("circuit-minimality:")
     assert sufficient["identity"]["intervention"].startswith("circuit-sufficiency:")
-    assert minimal["identity"]["model"] and len(minimal["per_prompt"]["claim_value"]) == 16
+    assert minimal["identity"]["model"] and len(minimal["per_prompt"]["claim_value"]) == 40
     # A random-circuit claim's units are its 200 draws: 0/1 "beaten" indicators on the estimate's scale,
     # kept in run.json; the per-prompt CSV still holds its prompts' values.
     assert len(sufficient["per_prompt"]["claim_value"]) == 200
     assert np.mean(sufficient["per_prompt"]["claim_value"]) == pytest.approx(sufficient["estimate"])
     rows = (pytester.path / "reports" / "per_prompt.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2 * 16
+    assert len(rows) == 1 + 2 * 40

@@ -117,13 +117,19 @@ def test_flip_rate_uses_the_exact_binomial_test():
         effect.expect_flip_rate(at_least=0.95)
 
 
-def test_degenerate_data_get_exact_answers_not_nan():
-    same = mt.Effect.from_values(np.zeros(10), np.full(10, 2.0))
+def test_degenerate_data_get_clear_answers_not_nan():
+    """Equal changes carry no spread (sign-test p-value); a change of exactly 0 everywhere is exact."""
+    same = mt.Effect.from_values(np.zeros(40), np.full(40, 2.0))
     verdict = same.expect_increase(at_least=1.0)
     assert verdict.low == verdict.high == verdict.estimate == 2.0
-    assert verdict.pvalue == 0.0 and not np.isnan(verdict.pvalue_refuted)
+    assert verdict.pvalue == 0.5**40 and not np.isnan(verdict.pvalue_refuted)
     with pytest.raises(mt.ClaimRefuted):
         same.expect_increase(at_least=3.0)
+    nothing = mt.Effect.from_values(np.arange(3.0), np.arange(3.0))  # the intervention did nothing: exact
+    assert nothing.expect_no_change(within=0.01).pvalue == 0.0
+    with pytest.raises(mt.ClaimRefuted) as caught:
+        nothing.expect_increase(at_least=0.5)
+    assert caught.value.verdict.pvalue_refuted == 0.0
     with pytest.raises(mt.MitestError, match="at least 2 independent prompts"):
         mt.Effect.from_values([1.0], [2.0]).expect_increase(at_least=0.5)
 
@@ -135,12 +141,12 @@ def test_groups_make_clusters_the_unit():
 
 
 def test_verdicts_are_deterministic():
-    a, b = (_effect(1.2, n=30).expect_increase(at_least=0.5) for _ in range(2))
+    a, b = (_effect(1.2, n=40).expect_increase(at_least=0.5) for _ in range(2))
     assert a == b
 
 
 def test_suite_alpha_is_shared_across_the_claim_family():
-    effect = _effect(1.55, n=30)
+    effect = _effect(1.45, n=40)
     verdict = effect.expect_increase(at_least=1.0)
     assert verdict.alpha == 0.05 and 0.001 < verdict.pvalue < 0.05
     try:
@@ -155,8 +161,8 @@ def test_suite_alpha_is_shared_across_the_claim_family():
 def test_monotonic_dose_response_on_real_steering():
     hf_model = build("gpt2")
     model = mt.Model.from_hf(hf_model)
-    tokens = random_prompts(n=12, corrupted=False).tokens
-    prompts = mt.Prompts(tokens, answers=[5] * 12, wrong=[9] * 12)
+    tokens = random_prompts(n=30, corrupted=False).tokens
+    prompts = mt.Prompts(tokens, answers=[5] * 30, wrong=[9] * 30)
     unembed = hf_model.lm_head.weight.detach()
     towards_answer = mt.direction("blocks.1.hook_resid_post", unembed[5] - unembed[9])
     doses = [mt.measure(model, prompts, mt.steer(towards_answer, coef), mt.metrics.logit_diff) for coef in (1, 2, 4)]
@@ -165,7 +171,7 @@ def test_monotonic_dose_response_on_real_steering():
     with pytest.raises(mt.ClaimRefuted):
         mt.expect_monotonic(doses, increasing=False)
     with pytest.raises(mt.MitestError, match="same prompts"):
-        mt.expect_monotonic([doses[0], _effect(1.0, n=12)])
+        mt.expect_monotonic([doses[0], _effect(1.0, n=30)])
 
 
 def test_ablating_heads_on_a_real_model_decides_claims(prompts):

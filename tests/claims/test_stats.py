@@ -32,8 +32,10 @@ def test_units_of_clusters_keep_the_prompt_weighted_mean():
     assert len(u) == 2 and u.mean() == pytest.approx(values.mean())
 
 
-def test_degenerate_units_are_decided_exactly():
-    assert stats.mean_test(np.full(5, 0.3), "greater").pvalue == 0.0
+def test_degenerate_units_get_the_sign_test_p_value_unless_exact():
+    """All-equal units carry no spread: the evidence left is the sign test's 0.5**m, not p = 0."""
+    assert stats.mean_test(np.full(5, 0.3), "greater").pvalue == 0.5**5
+    assert stats.mean_test(np.full(5, 0.3), "greater", exact=True).pvalue == 0.0
     assert stats.mean_test(np.full(5, 0.3), "less").pvalue == 1.0
     assert stats.mean_test(np.zeros(5), "greater").pvalue == 1.0
     ci = stats.ratio_interval(np.full(8, 2.0), np.ones(8), level=0.9)

@@ -50,11 +50,68 @@ def test_false_holds_rate_at_the_boundary_is_at_most_alpha(kind, n):
     assert _holds_rate(deltas - 1.0) <= TOLERANCE
 
 
-def test_documented_limit_left_skewed_deltas_at_n_10():
-    """docs/statistics.md: with strongly left-skewed deltas and n=10 the test is slightly liberal."""
+def test_the_claim_procedure_refuses_left_skewed_deltas_at_n_10():
+    """The raw test is liberal here (about 0.06); the claim procedure decides nothing below min_prompts."""
     rng = np.random.default_rng(11)
-    rate = _holds_rate(_centered("-lognormal:0.25", rng, (20_000, 10)))
-    assert 0.05 < rate < 0.075
+    deltas = _centered("-lognormal:0.25", rng, (20_000, 10))
+    assert 0.05 < _holds_rate(deltas) < 0.075
+    decision = stats.decide(deltas, alpha=ALPHA)
+    assert decision.short_holds.all() and decision.short_refuted.all()
+
+
+def _claim_rate(margins: np.ndarray, alpha: float = ALPHA) -> float:
+    """Share of simulated claims 'mean(margin) > 0' that the claim procedure declares HOLDS."""
+    decision = stats.decide(margins, alpha=alpha)
+    return float(((decision.p_holds < alpha) & ~decision.short_holds).mean())
+
+
+def _scaled_noise(kind: str, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Noise times each prompt's own scale, as relative and recovery claims see it (benchmarks/calibration_table.py)."""
+    return _centered(kind, rng, shape) * np.abs(rng.normal(3, 1, shape)) / 3
+
+
+# The hardest calibrated cell of each claim kind in benchmarks/calibration_table.py (5,000 simulations per cell).
+HARDEST = [
+    ("increase: lognormal 0.5 against, n=30", "-lognormal:0.5", 30, False),
+    ("decrease: t3, n=30", "t3", 30, False),
+    ("relative: lognormal 0.5 against, n=100", "-lognormal:0.5", 100, True),
+    ("recovery: lognormal 0.5 against, n=100", "-lognormal:0.5", 100, True),
+]
+
+
+@pytest.mark.parametrize(("label", "kind", "n", "scaled"), HARDEST, ids=[h[0] for h in HARDEST])
+def test_hardest_cells_of_each_claim_kind_are_calibrated(label, kind, n, scaled):
+    rng = np.random.default_rng(zlib.crc32(label.encode()))
+    margins = (_scaled_noise if scaled else _centered)(kind, rng, (4000, n))
+    assert _claim_rate(margins) <= ALPHA + 3 * np.sqrt(ALPHA * (1 - ALPHA) / 4000)
+
+
+@pytest.mark.parametrize("side", [1.0, -1.0])
+def test_hardest_equivalence_cell_is_calibrated(side):
+    """TOST at the margin with lognormal sigma 0.5 changes, tail either way, n = 100."""
+    rng = np.random.default_rng(int(side) + 7)
+    delta = 0.5 + side * _centered("lognormal:0.5", rng, (4000, 100))
+    lower, upper = stats.decide(delta + 0.5, alpha=ALPHA), stats.decide(0.5 - delta, alpha=ALPHA)
+    holds = (lower.p_holds < ALPHA) & (upper.p_holds < ALPHA) & ~lower.short_holds & ~upper.short_holds
+    assert float(holds.mean()) <= ALPHA + 3 * np.sqrt(ALPHA * (1 - ALPHA) / 4000)
+
+
+def test_hardest_monotonic_cell_is_calibrated():
+    """Three doses with no trend, per-dose changes from the 90/10 mixture, n = 100."""
+    rng = np.random.default_rng(13)
+    fails = rng.random((4000, 100, 3)) < 0.1
+    values = np.where(fails, -9.0, 1.0) + 0.3 * rng.normal(size=(4000, 100, 3))
+    concordance = sum(np.sign(values[..., j] - values[..., i]) for i, j in [(0, 1), (0, 2), (1, 2)])
+    assert _claim_rate(np.asarray(concordance, dtype=float)) <= ALPHA + 3 * np.sqrt(ALPHA * (1 - ALPHA) / 4000)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [30, 500])
+def test_documented_limit_scaled_lognormal_recovery(n):
+    """docs/statistics.md: recovery with lognormal sigma 0.5 noise scaled per prompt is somewhat liberal (0.06-0.07)."""
+    rng = np.random.default_rng(n + 1)
+    rate = _claim_rate(_scaled_noise("-lognormal:0.5", rng, (20_000, n)))
+    assert 0.045 < rate < 0.085
 
 
 @pytest.mark.parametrize("clusters", [10, 30])

@@ -339,7 +339,7 @@ import mitest as mt
 
 def test_nested(mi):
     def effect_is_positive(prompt):
-        effect = mt.Effect.from_values([0.0, 0.0, 0.0], [1.0, 1.2, 0.9])
+        effect = mt.Effect.from_values([0.0] * 16, [1.0, 1.2, 0.9] * 5 + [1.1])  # 16 prompts decide at alpha 0.2
         return effect.expect_increase(at_least=0.5, alpha=0.2).holds
     mt.expect_for_all(mt.zoo.induction.family(), effect_is_positive, examples=10)
 

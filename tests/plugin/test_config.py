@@ -13,7 +13,7 @@ from mitest import config
 
 
 def _holding_effect() -> mt.Effect:
-    return mt.Effect.from_values(np.zeros(20), np.linspace(2.0, 3.0, 20))
+    return mt.Effect.from_values(np.zeros(80), np.linspace(2.0, 3.0, 80))  # enough prompts at alpha 0.05 / 50
 
 
 def test_settings_are_frozen():

@@ -17,7 +17,7 @@ import mitest as mt
 SHIFT = float(open("shift.txt").read()) if __import__("os").path.exists("shift.txt") else 1.5
 
 
-def effect(shift, noise=0.3, n=40):
+def effect(shift, noise=0.3, n=80):
     rng = np.random.default_rng(0)
     clean = rng.normal(3, 1, n)
     return mt.Effect.from_values(clean, clean + shift + noise * rng.normal(size=n), metric="logit_diff")
@@ -110,7 +110,7 @@ def test_reports_are_written_and_parse(suite):
     html = (reports / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and html.count("<svg") >= 8 and "http" not in html
     frame = pd.read_csv(reports / "per_prompt.csv")
-    assert len(frame) == 40 * 2 + 12 * 2 and {"clean", "intervened", "claim_value"} <= set(frame.columns)
+    assert len(frame) == 80 * 2 + 12 * 2 and {"clean", "intervened", "claim_value"} <= set(frame.columns)
 
 
 def test_an_interrupted_run_keeps_the_previous_report(suite):
@@ -153,7 +153,7 @@ def test_a_baseline_regression_fails_the_right_item(suite):
     (suite.path / "shift.txt").write_text("1.15")  # the new "model release": the effect shrinks but still holds
     result = _run(suite)
     result.assert_outcomes(passed=1, failed=3, warnings=1)
-    result.stdout.fnmatch_lines(["*_ test_holds _*", "*BASELINE REGRESSION*effect went from 1.5* to 1.2*"])
+    result.stdout.fnmatch_lines(["*_ test_holds _*", "*BASELINE REGRESSION*effect went from 1.4* to 1.1*"])
     run = json.loads((suite.path / "reports" / "run.json").read_text())
     assert run["summary"]["regressions"] == 1
 
@@ -169,9 +169,9 @@ import mitest as mt
 
 def test_recovers(mi):
     rng = np.random.default_rng(0)
-    clean = rng.normal(3, 1, 40)
+    clean = rng.normal(3, 1, 80)
     base = clean - (0.0 if os.path.exists("broken.txt") else 2.0)
-    patched = base + 0.95 * (clean - base) + 0.01 * rng.normal(size=40)
+    patched = base + 0.95 * (clean - base) + 0.01 * rng.normal(size=80)
     mt.Effect.from_values(clean, patched, corrupted=base).expect_recovery(at_least=0.9)
 """
     )
@@ -349,9 +349,9 @@ import mitest as mt
 
 def test_irrelevant(mi):
     rng = np.random.default_rng(0)
-    clean = rng.normal(3, 1, 40)
+    clean = rng.normal(3, 1, 80)
     noise = float(os.environ.get("NOISE", "0"))
-    mt.Effect.from_values(clean, clean + noise * rng.normal(size=40)).expect_no_change(within=0.05)
+    mt.Effect.from_values(clean, clean + noise * rng.normal(size=80)).expect_no_change(within=0.05)
 """
     )
     _run(suite).assert_outcomes(passed=1)
@@ -381,8 +381,8 @@ import mitest as mt
 
 def effect():
     rng = np.random.default_rng(0)
-    clean = rng.normal(3, 1, 40)
-    return mt.Effect.from_values(clean, clean + 2 + 0.3 * rng.normal(size=40))
+    clean = rng.normal(3, 1, 80)
+    return mt.Effect.from_values(clean, clean + 2 + 0.3 * rng.normal(size=80))
 
 def test_undeclared(mi):
     effect().expect_increase(at_least=1.0)
