@@ -47,7 +47,7 @@ def years(greater_than_model: mt.Model) -> mt.Prompts:
     """Greater-than prompts ('... from the year 17YY to the year 17') with '01' corrupted twins."""
     from mitest.zoo import greater_than
 
-    return greater_than.prompt_sets(greater_than_model)["years"]
+    return greater_than.prompt_sets(greater_than_model, n=300)["years"]
 
 
 @pytest.fixture(scope="session")
