@@ -219,3 +219,22 @@ def test_importing_the_plugin_loads_no_numerical_library():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent, timeout=120
     )
     assert result.stdout.strip() == "[]"
+
+
+def _calls(name: str) -> set[str]:
+    """The mitest modules whose code calls ``name`` (a plain name or an attribute)."""
+    found = set()
+    for module in modules().values():
+        for node in ast.walk(ast.parse(module.path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                func = node.func
+                called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+                if called == name:
+                    found.add(module.name)
+    return found
+
+
+def test_only_the_decide_module_records_verdicts_and_raises_claim_failures():
+    """One owner for deciding a claim: every claim kind ends in mitest.claims.decide."""
+    for name in ("current_recorder", "ClaimRefuted", "ClaimInconclusive"):
+        assert _calls(name) == {"mitest.claims.decide"}, name

@@ -56,6 +56,7 @@ from torch import nn
 
 from mitest import progress
 from mitest.claims import stats
+from mitest.claims.decide import check_units, claim_interval, decide, paired_decision, pvalues
 from mitest.claims.effect import Effect
 from mitest.claims.verdict import Verdict
 from mitest.config import claim_alpha, settings
@@ -270,14 +271,14 @@ class CircuitTest:
             raise MitestError(f"at_least must be a finite number, got {at_least}")
         a = claim_alpha(alpha)
         effect = self._claim_effect("minimality", self.alone)
-        effect._check_units()
+        check_units(effect)
         sign, scale = self._gap
         members = sorted(self._kept)
         with progress.bar(members, desc="circuit without each component", unit="component") as left_out:
             drops = [sign * (self.alone - self._without(self._all - (self._kept - {c}))) / scale for c in left_out]
-        margins = [Effect._settle(d - at_least, np.abs(d) + abs(at_least)) for d in drops]
-        decisions = [effect._decide(margin, a) for margin in margins]
-        tested = [effect._p(margin, a) for margin in margins]  # a side that cannot be decided gets p = 1
+        margins = [stats.settle(d - at_least, np.abs(d) + abs(at_least)) for d in drops]
+        decisions = [paired_decision(effect, margin, a) for margin in margins]
+        tested = [pvalues(effect, margin, a) for margin in margins]  # a side that cannot be decided gets p = 1
         p_holds = stats.holm([p for p, _ in tested])
         p_refuted = stats.holm([p for _, p in tested])
         means = [float(d.mean()) for d in drops]
@@ -297,11 +298,12 @@ class CircuitTest:
         ]
         weakest_test = decisions[weakest]  # its rules on n and skew, and its power advice
         worst = np.argsort(drop, kind="stable")[:3]
-        return effect._conclude(
+        return decide(
+            effect,
             claim=f"removing any of the circuit's {len(members)} components lowers its faithfulness by at least "
             f"{at_least:g} (minimality)",
             estimate=means[weakest],
-            interval=effect._interval(drop, np.ones(effect.n), a),
+            interval=claim_interval(effect, drop, np.ones(effect.n), a),
             threshold=float(at_least),
             p=(float(p_holds.max()), float(p_refuted.min())),
             alpha=a,
@@ -367,7 +369,8 @@ class CircuitTest:
         effect = replace(self._claim_effect(kind, intervened, seed=seed, **chosen), groups=None)
         # Per-unit values are the random circuits' 0/1 "beaten" indicators: the scale of the estimate and its
         # gap, and paired across runs (the same seed draws the same circuits) for baseline comparisons.
-        return effect._conclude(
+        return decide(
+            effect,
             claim=_RANDOM_CLAIMS[kind].format(quantile),
             estimate=k / samples,
             interval=stats.wilson_interval(k, samples, 1 - 2 * a),

@@ -7,7 +7,6 @@ Each ``expect_*`` method tests a claim on the paired per-prompt values and retur
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,9 +15,10 @@ import numpy as np
 import pandas as pd
 
 from mitest.claims import stats
-from mitest.claims.verdict import HOLDS, INCONCLUSIVE, REFUTED, Verdict
-from mitest.config import claim_alpha, current_recorder, settings
-from mitest.errors import ClaimInconclusive, ClaimRefuted, MitestError
+from mitest.claims.decide import both, check_units, claim_interval, decide, paired_decision, unchanged_by_construction
+from mitest.claims.verdict import Verdict
+from mitest.config import claim_alpha
+from mitest.errors import MitestError
 
 
 @dataclass(frozen=True, eq=False)  # numpy fields: equal values are not the same Effect
@@ -149,20 +149,21 @@ class Effect:
         __tracebackhide__ = True
         if within is None or not np.isfinite(within) or within <= 0:
             raise MitestError("expect_no_change needs a positive margin, e.g. expect_no_change(within=0.05)")
-        self._check_units()
+        check_units(self)
         a = claim_alpha(alpha)
         size = np.abs(self.clean) + np.abs(self.intervened) + within
-        exact = self._exact()
-        above = self._decide(stats.settle(self.delta + within, size), a, exact)
-        below = self._decide(stats.settle(within - self.delta, size), a, exact)
-        decision = _both(above, below)
+        exact = unchanged_by_construction(self)
+        above = paired_decision(self, stats.settle(self.delta + within, size), a, exact)
+        below = paired_decision(self, stats.settle(within - self.delta, size), a, exact)
+        decision = both(above, below)
         worst = np.argsort(-np.abs(self.delta), kind="stable")[:3]
         estimate = float(self.delta.mean())
         outside = stats.settle(np.abs(self.delta) - within, size) > 0
-        return self._conclude(
+        return decide(
+            self,
             claim=f"mean change within ±{within:g}",
             estimate=estimate,
-            interval=self._interval(self.delta, np.ones(self.n), a),
+            interval=claim_interval(self, self.delta, np.ones(self.n), a),
             threshold=float(within),
             p=(decision.p_holds, decision.p_refuted),
             alpha=a,
@@ -188,7 +189,7 @@ class Effect:
                 "or pass Effect.from_values(..., corrupted=...)"
             )
         _check_finite(at_least)
-        self._check_units()
+        check_units(self)
         gap = self.clean - self.corrupted
         recovered = self.intervened - self.corrupted
         gap_units = stats.units(gap, self.groups)
@@ -206,21 +207,22 @@ class Effect:
             + abs(at_least) * (np.abs(self.clean) + np.abs(self.corrupted))
         )
         margin = stats.settle(sign * (recovered - at_least * gap), size)
-        exact = self._exact() or self._exact(self.corrupted)
+        exact = unchanged_by_construction(self) or unchanged_by_construction(self, self.corrupted)
         per_prompt = np.divide(recovered, gap, out=np.full(self.n, np.nan), where=gap != 0)
         worst = np.argsort(margin, kind="stable")[:3]
         estimate = float(recovered.sum() / gap.sum())
-        return self._conclude(
+        return decide(
+            self,
             claim=f"recovers at least {at_least:g} of the clean-base gap",
             estimate=estimate,
-            interval=self._interval(recovered, gap, a),
+            interval=claim_interval(self, recovered, gap, a),
             threshold=float(at_least),
             p=None,
             alpha=a,
             gap=abs(estimate - at_least),
             worst=[(int(i), float(per_prompt[i])) for i in worst],
             per_prompt=sign * recovered / abs(gap.mean()),
-            decision=self._decide(margin, a, exact),
+            decision=paired_decision(self, margin, a, exact),
             unit_scale=abs(float(gap.mean())),
             against=margin < 0,
             margins=margin,
@@ -236,7 +238,7 @@ class Effect:
             raise MitestError("expect_flip_rate needs top-1 flips: use mt.measure or Effect.from_values(flipped=...)")
         if not 0 <= at_least <= 1:
             raise MitestError(f"a flip rate is a fraction in [0, 1], got {at_least}")
-        self._check_units()
+        check_units(self)
         a = claim_alpha(alpha)
         k, n = int(self.flipped.sum()), self.n
         if self.groups is None:
@@ -251,10 +253,11 @@ class Effect:
                 float(stats.rate_test(flips, self.groups, at_least, "greater").pvalue),
                 float(stats.rate_test(flips, self.groups, at_least, "less").pvalue),
             )
-            interval = self._interval(flips, np.ones(n), a)
+            interval = claim_interval(self, flips, np.ones(n), a)
             test = "CR2 t and all-or-nothing cluster binomial"
         not_flipped = np.flatnonzero(~self.flipped)[:3]
-        return self._conclude(
+        return decide(
+            self,
             claim=f"top-1 flips on at least {at_least:.0%} of prompts",
             estimate=k / n,
             interval=interval,
@@ -274,7 +277,7 @@ class Effect:
     def _expect_change(self, change: np.ndarray, at_least: float, relative: bool, alpha: float | None, word: str):
         __tracebackhide__ = True
         _check_finite(at_least)
-        self._check_units()
+        check_units(self)
         a = claim_alpha(alpha)
         scale = np.abs(self.clean) if relative else np.ones(self.n)
         if relative and scale.sum() == 0:
@@ -283,137 +286,22 @@ class Effect:
         margin = stats.settle(change - at_least * scale, size)
         worst = np.argsort(margin, kind="stable")[:3]
         estimate = float(change.sum() / scale.sum())
-        return self._conclude(
+        return decide(
+            self,
             claim=f"mean {word} of at least {at_least:g}" + (" (relative to |clean|)" if relative else ""),
             estimate=estimate,
-            interval=self._interval(change, scale, a),
+            interval=claim_interval(self, change, scale, a),
             threshold=float(at_least),
             p=None,
             alpha=a,
             gap=abs(estimate - at_least),
             worst=[(int(i), float(change[i])) for i in worst],
             per_prompt=change / float(scale.mean()),
-            decision=self._decide(margin, a, self._exact()),
+            decision=paired_decision(self, margin, a, unchanged_by_construction(self)),
             unit_scale=float(scale.mean()),
             against=margin < 0,
             margins=margin,
         )
-
-    @staticmethod
-    def _settle(margin: np.ndarray, size: np.ndarray | float) -> np.ndarray:
-        """Zero the margins numerically equal to 0 (:func:`mitest.claims.stats.settle`, the one definition)."""
-        return stats.settle(margin, size)
-
-    def _exact(self, other: np.ndarray | None = None) -> bool:
-        """Whether the intervened values equal ``other`` (default: clean) on every prompt: exact by construction."""
-        base = self.clean if other is None else other
-        return bool((stats.settle(self.intervened - base, np.abs(self.intervened) + np.abs(base)) == 0).all())
-
-    def _decide(self, margin: np.ndarray, alpha: float, exact: bool = False) -> stats.Decision:
-        """The claim test on per-prompt margins (claim: mean > 0), on a canonical prompt order."""
-        order = np.argsort(margin, kind="stable")
-        groups = None if self.groups is None else self.groups[order]
-        return stats.decide(margin[order], groups, alpha=alpha, exact=exact)
-
-    def _p(self, margin: np.ndarray, alpha: float | None = None) -> tuple[float, float]:
-        """p-values for mean(margin) > 0 (the claim) and < 0 (its refutation); a side that cannot be decided gets 1."""
-        decision = self._decide(margin, claim_alpha(alpha))
-        return (
-            1.0 if decision.refused_holds else float(decision.p_holds),
-            1.0 if decision.refused_refuted else float(decision.p_refuted),
-        )
-
-    def _check_units(self) -> None:
-        m = self.n if self.groups is None else stats.cluster_codes(self.groups)[1]
-        if m < 2:
-            what = "prompts" if self.groups is None else "groups (clusters)"
-            raise MitestError(f"a claim needs at least 2 independent {what}, got {m}")
-
-    def _interval(self, numerators: np.ndarray, denominators: np.ndarray, alpha: float) -> stats.ConfidenceInterval:
-        return stats.ratio_interval(
-            numerators, denominators, level=1 - 2 * alpha, groups=self.groups, seed=settings.seed
-        )
-
-    def _conclude(
-        self,
-        *,
-        claim: str,
-        estimate: float,
-        interval: stats.ConfidenceInterval,
-        threshold: float,
-        p: tuple[float, float] | None,
-        alpha: float,
-        gap: float,
-        worst: list[tuple[int, float]],
-        per_prompt: np.ndarray,
-        spread: np.ndarray | None = None,
-        test: str | None = None,
-        notes: Sequence[str] = (),
-        kind: str = "effect",
-        decision: stats.Decision | None = None,
-        unit_scale: float = 1.0,
-        against: np.ndarray | None = None,
-        margins: np.ndarray | None = None,
-    ) -> Verdict:
-        """Decide from the p-values (or ``decision``, which also says which sides may be decided).
-
-        ``spread`` holds the test's units in the estimate's scale when there is no ``decision``;
-        ``unit_scale`` converts the decision's margins to the estimate's scale; ``gap`` is the distance
-        between the estimate and the boundary the test must resolve; ``against`` marks the prompts
-        that go against the claim, ``margins`` their signed margins (for the few-prompts note).
-        """
-        __tracebackhide__ = True
-        refusals: tuple[str, ...] = ()
-        if p is None:
-            assert decision is not None, "a verdict needs p-values or a decision"
-            p = (float(decision.p_holds), float(decision.p_refuted))
-        p_holds, p_refuted = p
-        holds = p_holds < alpha and not (decision and decision.refused_holds)
-        refuted = p_refuted < alpha and not (decision and decision.refused_refuted)
-        outcome = HOLDS if holds else REFUTED if refuted else INCONCLUSIVE
-        if decision is not None and outcome == INCONCLUSIVE:
-            refusals = tuple(dict.fromkeys((*decision.refused_holds, *decision.refused_refuted)))
-        gap = max(0.0, float(stats.settle(gap, abs(estimate) + abs(threshold))))
-        plan = _power_plan(decision, spread, unit_scale, gap, estimate, threshold, alpha, kind, self.groups, margins)
-        share = 0.0 if against is None or len(against) == 0 else float(np.mean(against))
-        extra = [f"not decided: {reason}" for reason in refusals]
-        extra += _few_prompts_note(margins)
-        if plan.reason:
-            extra.append(plan.reason)
-        if not (np.isfinite(interval.low) and np.isfinite(interval.high)):
-            extra.append("interval not computable: some resamples have no finite value (a denominator summing to 0)")
-        verdict = Verdict(
-            outcome=outcome,
-            claim=claim,
-            metric=self.metric,
-            estimate=estimate,
-            low=interval.low,
-            high=interval.high,
-            level=interval.level,
-            threshold=threshold,
-            pvalue=float(p_holds),
-            pvalue_refuted=float(p_refuted),
-            alpha=alpha,
-            n=self.n,
-            clusters=None if self.groups is None else stats.cluster_codes(self.groups)[1],
-            test=test or _test_name(decision, self.groups),
-            gap=gap,
-            power=plan.power,
-            mde=plan.mde,
-            n_needed=plan.n_needed,
-            worst=tuple(worst),
-            notes=(*self.notes, *notes, *extra),
-            kind=kind,
-            share_against=share,
-        )
-        recorder = current_recorder()  # the innermost running test's (pytester nests sessions)
-        if recorder is not None:
-            recorder(verdict, self, per_prompt)
-        if outcome == REFUTED:
-            raise ClaimRefuted(verdict)
-        if outcome == INCONCLUSIVE:
-            raise ClaimInconclusive(verdict)
-        return verdict
 
     def __repr__(self) -> str:
         return (
@@ -453,141 +341,23 @@ def expect_monotonic(effects: Sequence[Effect], *, increasing: bool = True, alph
     trend = Effect.from_values(
         first.clean, first.clean + tau, groups=first.groups, metric=f"kendall tau of {first.metric}"
     )
-    trend._check_units()
+    check_units(trend)
     worst = np.argsort(tau, kind="stable")[:3]
-    return trend._conclude(
+    return decide(
+        trend,
         claim=f"{'increases' if increasing else 'decreases'} monotonically over {k} doses",
         estimate=float(tau.mean()),
-        interval=trend._interval(tau, np.ones(first.n), a),
+        interval=claim_interval(trend, tau, np.ones(first.n), a),
         threshold=0.0,
         p=None,
         alpha=a,
         gap=abs(float(tau.mean())),
         worst=[(int(i), float(tau[i])) for i in worst],
         per_prompt=tau,
-        decision=trend._decide(np.asarray(concordance, dtype=np.float64), a),
+        decision=paired_decision(trend, np.asarray(concordance, dtype=np.float64), a),
         unit_scale=float(len(pairs)),
         against=tau < 0,
         margins=np.asarray(concordance, dtype=np.float64),
-    )
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """Power advice for a verdict, or the reason it cannot be computed."""
-
-    power: float | None
-    mde: float | None
-    n_needed: int | None
-    reason: str = ""
-
-
-def _power_plan(
-    decision: stats.Decision | None,
-    spread: np.ndarray | None,
-    unit_scale: float,
-    gap: float,
-    estimate: float,
-    threshold: float,
-    alpha: float,
-    kind: str,
-    groups: np.ndarray | None,
-    margins: np.ndarray | None,
-) -> _Plan:
-    """Power, minimum detectable effect and n needed, from the test the verdict used.
-
-    Power includes the chance that data like these pass Cochran's rule (bootstrap); the minimum
-    detectable effect and n needed are the test's own (the n needed also satisfies the rules on n).
-    """
-    if decision is not None:
-        m, df = decision.m, decision.df
-        sd = float(decision.se) / unit_scale * math.sqrt(m)
-        skew = float(decision.skew)
-    else:
-        assert spread is not None
-        m, df, skew = len(spread), len(spread) - 1.0, 0.0
-        sd = _scaled_sd(spread)
-    if not (math.isfinite(sd) and sd > 0):
-        return _Plan(None, None, None, "power not computable: the test's units have no spread")
-    units = None if margins is None or decision is None else stats.units(margins, groups)
-    rules = stats.min_prompts(alpha) if groups is None and decision is not None else 2
-    if kind == "equivalence":
-        centre = estimate if math.isfinite(estimate) else 0.0
-        decidable = 1.0 if units is None else _decidable(units, 1.0) * _decidable(units, -1.0)
-        power = decidable * stats.tost_power(centre, threshold, sd, m, alpha, df=df)
-        mde = stats.tost_minimum_detectable(sd, m, alpha, df=df)
-        needed = stats.tost_units_needed(centre, threshold, sd, alpha) if gap > 0 else None
-        skew_needed = math.ceil(float(stats.cochran_units(skew))) if decision is not None else 0
-    else:
-        side = 1.0 if estimate >= threshold else -1.0
-        oriented = side * skew  # the skew as the deciding side's test sees it
-        decidable = 1.0 if units is None else _decidable(units, side)
-        power = stats.power(gap, sd, m, alpha, skew=oriented, df=df, decidable=decidable)
-        mde = stats.minimum_detectable(sd, m, alpha, skew=oriented, df=df)
-        sample = units if units is not None and oriented < 0 else None  # skewed against: count Cochran's rule
-        needed = (
-            stats.units_needed(gap, sd, alpha, skew=oriented, sample=sample, side=side, seed=settings.seed)
-            if gap > 0
-            else None
-        )
-        skew_needed = math.ceil(float(stats.cochran_units(oriented))) if decision is not None and oriented < 0 else 0
-    if needed is not None:
-        needed = max(needed, skew_needed, rules)
-    return _Plan(power, mde, needed)
-
-
-def _decidable(units: np.ndarray, side: float) -> float:
-    return stats.decidable_share(units, side, seed=settings.seed)
-
-
-def _scaled_sd(values: np.ndarray) -> float:
-    """Sample standard deviation without overflow for huge values."""
-    values = np.asarray(values, dtype=np.float64)
-    scale = float(np.abs(values).max()) if len(values) else 0.0
-    if scale == 0 or len(values) < 2:
-        return 0.0
-    return float((values / scale).std(ddof=1) * scale)
-
-
-def _few_prompts_note(margins: np.ndarray | None) -> list[str]:
-    """A note when a handful of prompts (at most a fifth) carries the opposite sign and offsets much of the rest."""
-    if margins is None or len(margins) == 0:
-        return []
-    direction = 1.0 if margins.sum() >= 0 else -1.0
-    opposite = direction * margins < 0
-    k, n = int(opposite.sum()), len(margins)
-    if k == 0 or k > 0.2 * n:
-        return []
-    offset = float(np.abs(margins[opposite]).sum() / max(np.abs(margins[~opposite]).sum(), 1e-300))
-    if offset < 0.25:
-        return []
-    return [
-        f"{k} of {n} prompts ({k / n:.0%}) go the other way and offset {min(offset, 1.0):.0%} of the rest: the mean "
-        "may hide a failure on a few prompts; look at them"
-    ]
-
-
-def _test_name(decision: stats.Decision | None, groups: np.ndarray | None) -> str:
-    if decision is not None and groups is not None:
-        return "skew-adjusted CR2 t (Bell-McCaffrey df) on clusters"
-    return "skew-adjusted paired t" + (" on cluster units" if groups is not None else "")
-
-
-def _both(above: stats.Decision, below: stats.Decision) -> stats.Decision:
-    """The two one-sided tests of equivalence as one decision: both must hold; either refutes."""
-    return stats.Decision(
-        p_holds=max(float(above.p_holds), float(below.p_holds)),
-        p_refuted=min(float(above.p_refuted), float(below.p_refuted)),
-        se=above.se,
-        skew=above.skew,
-        m=above.m,
-        df=above.df,
-        method=above.method,
-        exact=above.exact,
-        short_holds=above.short_holds | below.short_holds,
-        short_refuted=above.short_refuted & below.short_refuted,
-        refused_holds=tuple(dict.fromkeys((*above.refused_holds, *below.refused_holds))),
-        refused_refuted=(above if above.p_refuted <= below.p_refuted else below).refused_refuted,
     )
 
 

@@ -19,10 +19,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import NoSuchExample
 
 from mitest import progress
-from mitest.claims.effect import ClaimInconclusive, ClaimRefuted, Effect
+from mitest.claims.decide import publish
+from mitest.claims.effect import Effect
 from mitest.claims.verdict import HOLDS, REFUTED, Verdict
-from mitest.config import current_recorder, use
-from mitest.errors import MitestError
+from mitest.config import use
+from mitest.errors import ClaimInconclusive, MitestError
 from mitest.families.strategies import Family
 from mitest.model.model import Model
 from mitest.spec.base import source_key
@@ -85,7 +86,7 @@ def expect_for_all(
     with use(recorder=_ignore):
         _, why = _judge(prop, counterexample)
     notes = (f"counterexample (shrunk): {family.describe(counterexample)}" + (f"; {why}" if why else ""),)
-    raise ClaimRefuted(_decide(REFUTED, family, name, identity, held, notes))
+    return _decide(REFUTED, family, name, identity, held, notes)  # raises ClaimRefuted
 
 
 def _ignore(verdict: Verdict, effect: Effect, per_prompt: np.ndarray) -> None:
@@ -113,7 +114,8 @@ def _judge(prop: Property, prompt: Prompts) -> tuple[bool, str]:
 def _decide(
     outcome: str, family: Family, name: str, identity: dict[str, str], held: list[bool], notes: tuple[str, ...]
 ) -> Verdict:
-    """The verdict on a searched property, recorded like any claim (its units are the examples tried)."""
+    """The verdict on a searched property, published like any claim (its units are the examples tried):
+    returned when it HOLDS, raised as ClaimRefuted when a counterexample was found."""
     tried = len(held)
     share = float(np.mean(held)) if held else 1.0
     verdict = Verdict(
@@ -140,14 +142,7 @@ def _decide(
         notes=notes,
         kind="property",
     )
-    recorder = current_recorder()
-    if recorder is not None:
-        values = np.asarray(held, dtype=float) if held else np.ones(1)
-        effect = Effect(
-            clean=np.ones(len(values)),
-            intervened=values,
-            metric="property",
-            identity=identity,
-        )
-        recorder(verdict, effect, values)
-    return verdict
+    values = np.asarray(held, dtype=float) if held else np.ones(1)
+    # The examples tried are the claim's units: each held (1) or not (0).
+    tried_examples = Effect(clean=np.ones(len(values)), intervened=values, metric="property", identity=identity)
+    return publish(verdict, tried_examples, values)
