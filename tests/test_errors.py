@@ -10,7 +10,6 @@ import pytest
 
 import mitest as mt
 from mitest import config, errors, plugin
-from mitest.claims import effect as claims
 from mitest.claims import stats
 from mitest.plugin import candidates
 from mitest.results import baseline, report
@@ -57,8 +56,6 @@ def test_every_exception_derives_from_mitest_error_or_claim_failure():
 
 
 def test_the_old_import_locations_give_the_same_classes():
-    assert claims.ClaimRefuted is mt.ClaimRefuted is errors.ClaimRefuted
-    assert claims.ClaimInconclusive is mt.ClaimInconclusive is errors.ClaimInconclusive
     assert plugin.BaselineRegression is mt.BaselineRegression is errors.BaselineRegression
     assert plugin.InconclusiveWarning is errors.InconclusiveWarning
     assert baseline.BaselineError is errors.BaselineError
