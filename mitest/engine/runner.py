@@ -117,7 +117,7 @@ class Engine:
     def capture_all(self, prompts: Prompts, points: list[ResolvedSite]) -> list[torch.Tensor]:
         """Several sites' activations, from one clean pass for all those not yet cached."""
         keys = [("capture", self.eager, prompts.fingerprint, point.name) for point in points]
-        found = {key: self.cache.get(key, lambda: None) for key in keys if key in self.cache}
+        found = {key: value for key, (hit, value) in ((key, self.cache.lookup(key)) for key in keys) if hit}
         missing = {key: point for key, point in zip(keys, points, strict=True) if key not in found}
         if missing:
             hooks = HookSet(self.model.hf_model)
