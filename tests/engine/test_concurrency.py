@@ -73,7 +73,9 @@ def test_threads_on_wrappers_of_one_hf_model_are_serialised_too():
     """Two mt.Model wrappers (or a bare transformers model passed to measure) share the modules."""
     hf = build("gpt2")
     prompts = random_prompts(n=8)
-    serial = [mt.measure(mt.Model.from_hf(hf), prompts, iv, metric=mt.metrics.logit_diff).intervened for iv in INTERVENTIONS]
+    serial = [
+        mt.measure(mt.Model.from_hf(hf), prompts, iv, metric=mt.metrics.logit_diff).intervened for iv in INTERVENTIONS
+    ]
     barrier = threading.Barrier(len(INTERVENTIONS))
     got: dict[int, np.ndarray] = {}
 
