@@ -87,7 +87,9 @@ def expect_for_all(
     raise ClaimRefuted(_decide(REFUTED, family, name, identity, held, notes))
 
 
-def _search(family: Family, breaks: Callable[[Prompts], bool], search: hypothesis_settings, key: bytes) -> object:
+def _search(
+    family: Family, breaks: Callable[[Prompts], bool], search: hypothesis_settings, key: bytes
+) -> Prompts | None:
     """The shrunk counterexample, or None, of the seeded search (Hypothesis keeps no database for it)."""
     try:
         return find(family.strategy(), breaks, settings=search, database_key=key, random=_seeded(key))
