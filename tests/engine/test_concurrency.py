@@ -3,10 +3,13 @@ the serial run's, and the model is left as the user had it (no hook, training fl
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import mitest as mt
 from tests.builders import build, hooks_left, random_prompts
@@ -106,3 +109,59 @@ def test_a_run_inside_a_run_of_the_same_model_is_refused():
         mt.measure(model, prompts, mt.ablate(mt.head(1, 1)), metric=nested)
     assert hooks_left(model.hf_model) == []
     assert all(m.training for m in model.hf_model.modules())
+
+
+POOL = (
+    *INTERVENTIONS,
+    mt.steer(mt.direction("blocks.0.hook_resid_post", np.linspace(-1.0, 1.0, 32)), 3.0),
+    mt.ablate(mt.head(0, 2), method="resample", reference="corrupted"),
+    mt.path_patch(mt.heads("0.1"), mt.heads("1.1", kind="k")),
+)
+SERIAL: dict[int, np.ndarray] = {}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    chosen=st.lists(st.integers(0, len(POOL) - 1), min_size=2, max_size=4),
+    batch_sizes=st.lists(st.integers(1, 8), min_size=4, max_size=4),
+    cached=st.booleans(),
+)
+def test_any_interleaving_of_threads_gives_the_serial_numbers(chosen, batch_sizes, cached):
+    """Random interventions and batch sizes in 2-4 threads started together, with or without cached
+    clean runs: every thread gets the serial numbers, and the model is left as it was."""
+    model, prompts = _shared()
+    if not SERIAL:
+        SERIAL.update(
+            {i: mt.measure(model, prompts, iv, metric=mt.metrics.logit_diff).intervened for i, iv in enumerate(POOL)}
+        )
+    if not cached:
+        model.cache.clear()
+    barrier = threading.Barrier(len(chosen))
+    got: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def work(slot: int) -> None:
+        try:
+            barrier.wait()
+            effect = mt.measure(
+                model, prompts, POOL[chosen[slot]], metric=mt.metrics.logit_diff, batch_size=batch_sizes[slot]
+            )
+            got[slot] = effect.intervened
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(slot,)) for slot in range(len(chosen))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    for slot, index in enumerate(chosen):
+        np.testing.assert_allclose(got[slot], SERIAL[index], rtol=1e-6, atol=1e-6, err_msg=str(POOL[index]))
+    assert hooks_left(model.hf_model) == []
+    assert all(m.training for m in model.hf_model.modules())
+
+
+@functools.cache
+def _shared() -> tuple[mt.Model, mt.Prompts]:
+    return _fresh()
