@@ -46,11 +46,26 @@ def combined_parts(intervention: Intervention, model: Model, inputs: Prompts) ->
     if any(isinstance(part, PathPatch) for part in parts):  # runs alone; its edits are its own business
         return parts
     edits = [(part, site, model.resolve(site.name)) for part in parts for site in sites_of(part)]
-    for i, first in enumerate(edits):
-        for second in edits[i + 1 :]:
-            if _meet(first, second, inputs) and not _compatible(first, second):
-                raise InterventionError(_conflict(first, second))
+    for _, site, _ in edits:
+        site.positions.check_count(len(inputs))
+    how = {id(part): _replacement(part) for part in parts}
+    by_module: dict[int, list[Edited]] = {}
+    for edit in edits:
+        by_module.setdefault(id(edit[2].module), []).append(edit)
+    for group in by_module.values():
+        for i, first in enumerate(group):
+            for second in group[i + 1 :]:
+                if _same_replacement(first, second):
+                    continue
+                if _meet(first, second, inputs) and not _compatible(first, second, how):
+                    raise InterventionError(_conflict(first, second))
     return parts
+
+
+def _same_replacement(first: Edited, second: Edited) -> bool:
+    """Two whole-entry sites of one ``"replace"`` or ``"add"`` part: compatible wherever they meet."""
+    (x, a, _), (y, b, _) = first, second
+    return x is y and x.combines != "ordered" and a.direction is None and b.direction is None
 
 
 def _without_repeats(parts: tuple[Intervention, ...]) -> list[Intervention]:
@@ -94,12 +109,13 @@ def _meet(first: Edited, second: Edited, inputs: Prompts) -> bool:
     return bool((masks[0] & masks[1]).any())
 
 
-def _compatible(first: Edited, second: Edited) -> bool:
-    """Whether two meeting edits give the same result in either order (see the module's rule)."""
+def _compatible(first: Edited, second: Edited, how: dict[int, str]) -> bool:
+    """Whether two meeting edits give the same result in either order (see the module's rule);
+    ``how`` holds each part's :func:`_replacement`."""
     (x, a, _), (y, b, _) = first, second
     if x.combines == y.combines == "add":
         return True
-    if x.combines == y.combines == "replace" and _replacement(x) == _replacement(y):
+    if x.combines == y.combines == "replace" and how[id(x)] == how[id(y)]:
         return a.direction is None and b.direction is None or a == b
     return False
 
