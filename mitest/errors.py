@@ -85,6 +85,11 @@ class HookNotFiredError(MitestError, RuntimeError):
     """A hook was installed but the model's forward pass never reached it."""
 
 
+class NestedRunError(MitestError, RuntimeError):
+    """A forward pass of a model was started from inside another pass of the same model (e.g. a metric
+    that calls ``mt.measure`` on the model it is measuring): it would run with the outer pass's hooks."""
+
+
 class ModelError(MitestError, TypeError):
     """The object given as a model is not one mitest can run (not an nn.Module, or it returns no logits)."""
 

@@ -504,6 +504,30 @@ def test_combinations_refuse_what_cannot_run_in_one_pass(parts, nested):
         check_effect(measured(combined))
 
 
+HEAD_SITES = st.builds(mt.head, st.integers(0, N_LAYERS - 1), st.integers(0, N_HEADS - 1))
+REPLACING = st.sampled_from(
+    [
+        lambda sites: mt.ablate(sites),
+        lambda sites: mt.ablate(sites, "mean"),
+        lambda sites: mt.patch(sites, source="corrupted"),
+    ]
+)
+
+
+@MODEL_RUNS
+@given(heads=st.lists(HEAD_SITES, min_size=1, max_size=5), build=REPLACING, split=st.booleans())
+def test_repeated_sites_run_once_without_a_false_no_op_warning(heads, build, split):
+    """Sites repeated in one part, or across parts (``ablate(h) + ablate(h)``), give the numbers of each
+    site once and no no-op warning; a repeat never makes ``strict=True`` refuse."""
+    unique = list(dict.fromkeys(heads))
+    repeated = build(heads + heads) if not split else sum((build(h) for h in heads + heads[:1]), start=build(heads))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mt.NoOpInterventionWarning)
+        once = mt.measure(gpt2(), prompts(), build(unique), mt.metrics.logit_diff, strict=True)
+        twice = mt.measure(gpt2(), prompts(), repeated, mt.metrics.logit_diff, strict=True)
+    np.testing.assert_array_equal(twice.intervened, once.intervened)
+
+
 # Where each sender writes to the residual stream and each receiver reads it, in forward order.
 WRITES = {"hook_embed": 0, "0.1": 1, "mlp0": 2, "1.0": 3}
 READS = {"1.1k": 3, "mlp1": 4, "logits": 9, "mid1": 4, "0.2": 1}

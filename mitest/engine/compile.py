@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mitest.engine.combining import combined_parts
 from mitest.engine.edits import Edit, ValueFn, check_index, fit, take_rows
 from mitest.engine.paths import path_edits
 from mitest.engine.runner import Engine
@@ -78,24 +79,16 @@ COMPILERS: dict[type[Intervention], Compiler] = {
 
 
 def compile_edits(intervention: Intervention, engine: Engine, prompts: Prompts) -> list[Edit]:
-    """Every edit of ``intervention`` (each part of a combination compiled in turn)."""
+    """Every edit of ``intervention``: each part of a combination compiled in turn, after exact repeats
+    are dropped and parts that would overwrite each other refused (:mod:`mitest.engine.combining`)."""
     run = Run(engine, prompts, input_prompts(intervention, prompts))
     edits = []
-    for part in intervention.parts():
+    for part in combined_parts(intervention, engine.model, run.inputs):
         compiler = COMPILERS.get(type(part))
         if compiler is None:
             raise InterventionError(f"{type(part).__name__} is not a single edit; mt.measure runs it whole")
         edits.extend(compiler(part, run))
     return edits
-
-
-def sites_of(part: Intervention) -> tuple[Site, ...]:
-    """The sites a single intervention names (a path patch: its senders and receivers)."""
-    if isinstance(part, Steer):
-        return (part.direction,)
-    if isinstance(part, PathPatch):
-        return (*part.sender, *part.receivers)
-    return tuple(getattr(part, "sites", ()))
 
 
 def input_prompts(intervention: Intervention, prompts: Prompts) -> Prompts:

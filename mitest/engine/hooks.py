@@ -32,7 +32,8 @@ _PATTERN_EDITS: weakref.WeakKeyDictionary[nn.Module, list[Callable[[torch.Tensor
 
 @dataclass
 class HookStats:
-    """What one installed hook did: how often it fired and whether it changed anything."""
+    """What one installed hook did: how often it fired and whether it changed anything (beyond a few
+    roundings of the activation)."""
 
     site: str
     fired: int = 0
@@ -52,6 +53,11 @@ class HookSet(contextlib.AbstractContextManager):
         stats = HookStats(point.name)
         self._pending.append((point, edit, stats))
         return stats
+
+    @property
+    def stats(self) -> list[HookStats]:
+        """Every queued hook's stats, in the order they were added."""
+        return [stats for _, _, stats in self._pending]
 
     def __enter__(self) -> HookSet:
         try:
@@ -79,15 +85,26 @@ def _wrap(point: ResolvedSite, edit: Edit, stats: HookStats) -> Callable[[torch.
             # A site shared across the batch (e.g. position embeddings, [1, pos, d]) becomes per-prompt.
             if raw.shape != view.shape or view.shape[0] != 1 or new.shape[1:] != view.shape[1:]:
                 raise RuntimeError(f"edit of {point.name} produced shape {tuple(new.shape)} for {tuple(view.shape)}")
-            stats.changed |= not torch.equal(new, view.expand_as(new))
+            stats.changed |= not _close(new, view.expand_as(new))
             return new.clone()
-        if not torch.equal(new, view):
+        if not _close(new, view):
             stats.changed = True
         out = raw.clone()
         point.view(out).copy_(new)
         return out
 
     return apply
+
+
+def _close(new: torch.Tensor, old: torch.Tensor) -> bool:
+    """Whether ``new`` equals ``old`` up to a few roundings (edits that cancel leave rounding behind)."""
+    if torch.equal(new, old):
+        return True
+    if not (new.is_floating_point() and old.is_floating_point()):
+        return False
+    tolerance = 16 * torch.finfo(old.dtype).eps
+    scale = float(old.abs().max()) if old.numel() else 0.0
+    return bool(torch.allclose(new, old, rtol=tolerance, atol=tolerance * scale))
 
 
 @contextlib.contextmanager

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from mitest.claims.effect import Effect
-from mitest.engine.compile import compile_edits, input_prompts, sites_of
+from mitest.engine.combining import sites_of
+from mitest.engine.compile import compile_edits, input_prompts
 from mitest.engine.edits import check_index
 from mitest.engine.effects import effect_of
 from mitest.engine.hooks import HookStats
@@ -79,8 +80,8 @@ def measure(
     corrupted = None
     if prompts.corrupted is not None:
         corrupted = engine.metric_values(prompts.corrupted, metric, reference_from=prompts)[0]
-    intervened, top1, stats = engine.intervened(run_prompts, edits, metric, references)
-    _check_hooks(stats, engine.passes(run_prompts), intervention, strict)
+    intervened, top1, stats, points = engine.intervened(run_prompts, edits, metric, references)
+    _check_hooks(stats, points, engine.passes(run_prompts), intervention, strict)
     return effect_of(engine, prompts, intervention, metric, (clean, intervened, corrupted), stats, top1 != clean_top1)
 
 
@@ -91,18 +92,35 @@ def _reads_patterns(model: Model, intervention: Intervention) -> bool:
     return any(model.resolve(site.name).kind == "pattern" for part in parts for site in sites_of(part))
 
 
-def _check_hooks(stats: list[HookStats], passes: int, intervention: Intervention, strict: bool) -> None:
-    check_fired(stats, passes)
+def _check_hooks(
+    stats: list[HookStats], points: list[HookStats], passes: int, intervention: Intervention, strict: bool
+) -> None:
+    """Every hook fired; warn (``strict``: raise) when an edit, or all edits of a hook point together,
+    changed nothing."""
+    check_fired(points + stats, passes)
     unchanged = sorted({s.site for s in stats if not s.changed})
+    shared = {s.site for s in stats if sum(other.site == s.site for other in stats) > 1}
+    cancelled = sorted({s.site for s in points if not s.changed and s.site in shared} - set(unchanged))
     if unchanged:
-        message = (
+        _no_op(
             f"{type(intervention).__name__} left {', '.join(unchanged)} unchanged on every prompt "
             "(e.g. zero-ablating an activation that is already zero, or patching identical runs); "
-            "its effect is zero by construction"
+            "its effect is zero by construction",
+            strict,
         )
-        if strict:
-            raise InterventionError(message)
-        warnings.warn(NoOpInterventionWarning(message), stacklevel=3)
+    if cancelled:
+        _no_op(
+            f"the edits of {type(intervention).__name__} on {', '.join(cancelled)} cancel: each changes it, but "
+            "together they leave it unchanged on every prompt (e.g. steer(d, 3) + steer(d, -3)); "
+            "their effect is zero by construction",
+            strict,
+        )
+
+
+def _no_op(message: str, strict: bool) -> None:
+    if strict:
+        raise InterventionError(message)
+    warnings.warn(NoOpInterventionWarning(message), stacklevel=4)
 
 
 def activations(model: Model | nn.Module, prompts: Prompts, site: Any, *, batch_size: int = 32) -> torch.Tensor:

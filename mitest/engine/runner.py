@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mitest import progress
-from mitest.engine.edits import Edit, apply
+from mitest.engine.edits import Edit, apply, selection_mask
 from mitest.engine.hooks import HookSet, HookStats, eager_attention
 from mitest.errors import HookNotFiredError, MetricError
 from mitest.model.layouts import ResolvedSite
@@ -70,12 +70,33 @@ class Engine:
         return self._batch
 
     def hooks(self, edits: list[Edit]) -> tuple[HookSet, list[HookStats]]:
-        """A hook set with every edit installed, and each hook's stats."""
-        hooks = HookSet(self.model.hf_model)
-        return hooks, [hooks.add(edit.point, functools.partial(self._apply, edit)) for edit in edits]
+        """A hook set with every edit installed, and each edit's stats (did it change what it was given).
 
-    def _apply(self, edit: Edit, view: torch.Tensor) -> torch.Tensor:
-        return apply(edit, view, self.batch())
+        Edits of one hook point share one hook and apply in order; the hook set's own ``stats`` say,
+        per hook point, what they did together (a cancelling pair changes nothing).
+        """
+        hooks = HookSet(self.model.hf_model)
+        stats = [HookStats(edit.point.name) for edit in edits]
+        groups: dict[str, list[tuple[Edit, HookStats]]] = {}
+        for edit, stat in zip(edits, stats, strict=True):
+            groups.setdefault(edit.point.name, []).append((edit, stat))
+        for group in groups.values():
+            hooks.add(group[0][0].point, functools.partial(self._apply, group))
+        return hooks, stats
+
+    def _apply(self, group: list[tuple[Edit, HookStats]], view: torch.Tensor) -> torch.Tensor:
+        """The edits of one hook point in order; each edit counts as changed when its entries differ
+        from the original activation at the end (so an edit another one covers is not a no-op)."""
+        batch = self.batch()
+        new = view
+        for edit, _ in group:
+            new = apply(edit, new, batch)
+        moved = new != (view if new.shape == view.shape else view.expand_as(new))
+        for edit, stats in group:
+            stats.fired += 1
+            select = selection_mask(new, batch, edit.site)
+            stats.changed |= bool((moved if select is None else moved & select).any())
+        return new
 
     def metric_values(
         self, prompts: Prompts, metric: Metric, reference_from: Prompts | None = None
@@ -117,7 +138,7 @@ class Engine:
     def capture_all(self, prompts: Prompts, points: list[ResolvedSite]) -> list[torch.Tensor]:
         """Several sites' activations, from one clean pass for all those not yet cached."""
         keys = [("capture", self.eager, prompts.fingerprint, point.name) for point in points]
-        found = {key: self.cache.get(key, lambda: None) for key in keys if key in self.cache}
+        found = {key: value for key, (hit, value) in ((key, self.cache.lookup(key)) for key in keys) if hit}
         missing = {key: point for key, point in zip(keys, points, strict=True) if key not in found}
         if missing:
             hooks = HookSet(self.model.hf_model)
@@ -182,8 +203,9 @@ class Engine:
 
     def intervened(
         self, prompts: Prompts, edits: list[Edit], metric: Metric, references: list | None
-    ) -> tuple[np.ndarray, np.ndarray, list[HookStats]]:
-        """Metric and top-1 token per prompt with every edit installed; also the hooks' stats."""
+    ) -> tuple[np.ndarray, np.ndarray, list[HookStats], list[HookStats]]:
+        """Metric and top-1 token per prompt with every edit installed; also each edit's and each hook
+        point's stats."""
         hooks, stats = self.hooks(edits)
         values: list[torch.Tensor] = []
         top1: list[np.ndarray] = []
@@ -194,7 +216,7 @@ class Engine:
             top1.append(top1_tokens(logits, batch))
 
         self.run(prompts, hooks, on_batch)
-        return to_numpy(values, metric), np.concatenate(top1), stats
+        return to_numpy(values, metric), np.concatenate(top1), stats, hooks.stats
 
 
 def check_fired(stats: list[HookStats], passes: int) -> None:

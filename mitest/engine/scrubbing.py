@@ -96,7 +96,7 @@ class _Scrubber:
         self.rng = rng
         rows = np.arange(len(self.prompts))
         edits = self._inputs(OUTPUT, parents(OUTPUT, ALL_INPUTS), rows, read_stage(self.model, LOGITS))
-        values, top1, stats = self.engine.intervened(self.prompts, edits, metric, references)
+        values, top1, stats, _ = self.engine.intervened(self.prompts, edits, metric, references)
         check_fired(stats, self.engine.passes(self.prompts))
         return values, top1, stats
 

@@ -3,14 +3,16 @@
 ``mt.expect_for_all(family, prop)`` claims that ``prop(prompt)`` holds for *every* prompt of the
 family. Hypothesis searches the family for a prompt that breaks it; a counterexample is shrunk to
 the simplest one (first vocabulary entries, smallest numbers, lowest tokens) and the claim is
-REFUTED with that prompt in the message and the report. Hypothesis's example database replays it
-first on the next run; under the ``ci`` profile the search is derandomized, so CI runs are
-reproducible. A search that finds nothing is evidence, not proof: the claim HOLDS "on N examples".
+REFUTED with that prompt in the message and the report. The search is seeded from the suite seed
+and the claim's identity, so a suite searches the same prompts, and finds the same counterexample,
+on every run and clone; a seeded search needs no example database, and Hypothesis uses none for it.
+A search that finds nothing is evidence, not proof: the claim HOLDS "on N examples".
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Callable
 
 import numpy as np
@@ -22,7 +24,7 @@ from mitest import progress
 from mitest.claims.decide import publish
 from mitest.claims.effect import Effect
 from mitest.claims.verdict import HOLDS, REFUTED, Verdict
-from mitest.config import use
+from mitest.config import current, use
 from mitest.errors import ClaimInconclusive, MitestError
 from mitest.families.strategies import Family
 from mitest.model.model import Model
@@ -77,16 +79,29 @@ def expect_for_all(
         identity["model"] = model.revision
     searching = progress.bar(total=search.max_examples, desc=f"searching prompts against {name}", unit="prompt")
     with searching, use(recorder=_ignore):  # claims a property decides on one prompt are not the suite's claims
-        try:
-            counterexample = find(family.strategy(), breaks, settings=search, database_key=key)
-        except NoSuchExample:
-            counterexample = None
+        counterexample = _search(family, breaks, search, key)
     if counterexample is None:
         return _decide(HOLDS, family, name, identity, held, notes=())
     with use(recorder=_ignore):
         _, why = _judge(prop, counterexample)
     notes = (f"counterexample (shrunk): {family.describe(counterexample)}" + (f"; {why}" if why else ""),)
     return _decide(REFUTED, family, name, identity, held, notes)  # raises ClaimRefuted
+
+
+def _search(
+    family: Family, breaks: Callable[[Prompts], bool], search: hypothesis_settings, key: bytes
+) -> Prompts | None:
+    """The shrunk counterexample, or None, of the seeded search (Hypothesis keeps no database for it)."""
+    try:
+        return find(family.strategy(), breaks, settings=search, database_key=key, random=_seeded(key))
+    except NoSuchExample:
+        return None
+
+
+def _seeded(claim: bytes) -> random.Random:
+    """The search's random source: the suite seed and the claim's identity (family and property source),
+    so the same suite searches the same prompts on every run and every clone."""
+    return random.Random(hashlib.sha256(f"{current().seed}|".encode() + claim).digest())
 
 
 def _ignore(verdict: Verdict, effect: Effect, per_prompt: np.ndarray) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -26,7 +27,8 @@ def nbytes(value: Any) -> int:
 class RunCache:
     """Results keyed by what produced them; the oldest are dropped past ``max_bytes``.
 
-    The cache belongs to one model and is cleared when its weights change (``version``).
+    The cache belongs to one model and is cleared when its weights change (``version``). It is safe
+    to use from several threads: a value two threads compute at once is computed twice, stored once.
     """
 
     def __init__(self, max_bytes: int = 2 * 1024**3) -> None:
@@ -34,35 +36,52 @@ class RunCache:
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
         self._version: Hashable = None
+        self._lock = threading.RLock()
         self.hits = 0
         self.misses = 0
 
     def sync(self, version: Hashable) -> None:
         """Drop everything if the model's weights changed since the last call."""
-        if version != self._version:
-            self.clear()
-            self._version = version
+        with self._lock:
+            if version != self._version:
+                self.clear()
+                self._version = version
 
     def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
-        """The value stored under ``key``, computing and storing it on a miss."""
-        if key in self._items:
-            self._items.move_to_end(key)
-            self.hits += 1
-            return self._items[key][0]
-        self.misses += 1
+        """The value stored under ``key``, computing and storing it on a miss (outside the lock)."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return self._items[key][0]
+            self.misses += 1
         value = compute()
-        size = nbytes(value)
-        self._items[key] = (value, size)
-        self._bytes += size
-        while self._bytes > self.max_bytes and len(self._items) > 1:
-            _, (_, dropped) = self._items.popitem(last=False)
-            self._bytes -= dropped
+        with self._lock:
+            if key in self._items:  # another thread stored it meanwhile: keep one copy
+                return self._items[key][0]
+            size = nbytes(value)
+            self._items[key] = (value, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes and len(self._items) > 1:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
         return value
 
+    def lookup(self, key: Hashable) -> tuple[bool, Any]:
+        """``(True, value)`` when ``key`` is stored (counted as a hit), else ``(False, None)``; one atomic step."""
+        with self._lock:
+            if key not in self._items:
+                return False, None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return True, self._items[key][0]
+
     def __contains__(self, key: Hashable) -> bool:
-        return key in self._items
+        with self._lock:
+            return key in self._items
 
     def clear(self) -> None:
         """Forget every stored result."""
-        self._items.clear()
-        self._bytes = 0
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0

@@ -10,6 +10,8 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -18,7 +20,7 @@ import torch
 from torch import nn
 
 from mitest import progress
-from mitest.errors import ModelError, ModelLoadError, SiteError, closest
+from mitest.errors import ModelError, ModelLoadError, NestedRunError, SiteError, closest
 from mitest.model import loading
 from mitest.model.cache import RunCache
 from mitest.model.layouts import Dims, Layout, ResolvedSite, dims_for, layout_for
@@ -130,7 +132,8 @@ class Model:
         return logits
 
     def running(self):
-        """Context for forward passes: eval mode, no gradients, training flags restored after."""
+        """Context for forward passes: eval mode, no gradients, training flags restored after; runs of
+        the same model from several threads wait for each other (see :func:`inference_mode`)."""
         return inference_mode(self.hf_model)
 
     @property
@@ -345,12 +348,49 @@ def _loading_bar(transformers: Any) -> Iterator[None]:
 
 @contextlib.contextmanager
 def inference_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode (dropout off) and no gradients, restoring every module's training flag after."""
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        with torch.no_grad():
+    """Eval mode (dropout off) and no gradients, restoring every module's training flag after.
+
+    Holds the model's run lock throughout: passes of one model from several threads run one after
+    another (hooks and settings live on the shared modules), and a pass started inside another pass
+    of the same model, in the same thread, raises :class:`NestedRunError`.
+    """
+    with _run_lock(model):
+        flags = [(m, m.training) for m in model.modules()]
+        try:
+            model.eval()
+            with torch.no_grad():
+                yield
+        finally:
+            for module, training in flags:
+                module.training = training
+
+
+class _RunLock:
+    """One model's lock, and the thread holding it (to tell a nested pass from a concurrent one)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.owner: int | None = None
+
+
+_RUN_LOCKS: weakref.WeakKeyDictionary[nn.Module, _RunLock] = weakref.WeakKeyDictionary()
+_RUN_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _run_lock(model: nn.Module) -> Iterator[None]:
+    """The lock of ``model`` (shared by every mt.Model wrapping it) for one run."""
+    with _RUN_LOCKS_GUARD:
+        run_lock = _RUN_LOCKS.setdefault(model, _RunLock())
+    if run_lock.owner == threading.get_ident():
+        raise NestedRunError(
+            f"a forward pass of {type(model).__name__} was started inside a forward pass of the same model "
+            "(e.g. a metric or property that calls mt.measure on the model being measured); it would see the "
+            "outer run's hooks. Compute it before or after that run, or on a separate copy of the model"
+        )
+    with run_lock.lock:
+        run_lock.owner = threading.get_ident()
+        try:
             yield
-    finally:
-        for module, training in flags:
-            module.training = training
+        finally:
+            run_lock.owner = None

@@ -36,7 +36,7 @@ _SETTINGS = [
     # (option, ini name, type, default, help)
     ("alpha", "mitest_alpha", float, 0.05, "family-wise alpha of the suite's claims (default 0.05)"),
     ("correction", "mitest_correction", str, "bonferroni", "bonferroni (default) or none"),
-    ("seed", "mitest_seed", int, 0, "seed of bootstrap resampling (default 0)"),
+    ("seed", "mitest_seed", int, 0, "seed of bootstrap resampling and of property searches (default 0)"),
     ("n", "mitest_n", int, 64, "default number of prompts a suite draws, as mi.n (default 64)"),
     ("inconclusive", "mitest_inconclusive", str, "fail", "what INCONCLUSIVE does: fail (default), xfail or warn"),
     ("report-dir", "mitest_report_dir", str, "reports", "where reports are written; '' for none (default reports)"),

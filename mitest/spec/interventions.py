@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -32,7 +32,15 @@ PATCH_SOURCES = ("corrupted", "clean")
 
 
 class Intervention(Spec):
-    """Base of all intervention specs."""
+    """Base of all intervention specs.
+
+    ``combines`` says how its edits meet another edit of the same activation entries in a combination:
+    ``"replace"`` (it sets them, so a repeat is a no-op), ``"add"`` (it adds to them; additions
+    commute) or ``"ordered"`` (anything else: the order would decide the result, so any overlap is
+    refused). See :mod:`mitest.engine.combining`.
+    """
+
+    combines: ClassVar[str] = "ordered"
 
     @property
     def runs_on(self) -> str:
@@ -56,6 +64,8 @@ class Intervention(Spec):
 @dataclass(frozen=True)
 class Ablate(Intervention):
     """Replace ``sites`` by zero, a mean, or resampled values (see :func:`ablate`)."""
+
+    combines: ClassVar[str] = "replace"
 
     sites: Sites
     method: str = "zero"
@@ -83,6 +93,8 @@ class Ablate(Intervention):
 @dataclass(frozen=True)
 class Patch(Intervention):
     """Overwrite ``sites`` with their values from another run of token-aligned prompts."""
+
+    combines: ClassVar[str] = "replace"
 
     sites: Sites
     source: Prompts | str = "corrupted"
@@ -140,6 +152,8 @@ class Scrub(Intervention):
 @dataclass(frozen=True)
 class Steer(Intervention):
     """Add ``coef`` times a direction to its site."""
+
+    combines: ClassVar[str] = "add"
 
     direction: Site
     coef: float = 1.0

@@ -11,14 +11,16 @@ On GPT-2 and Llama (grouped-query attention, rotary positions):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 import mitest as mt
@@ -68,10 +70,13 @@ def prompt_sets(draw: st.DrawFn, twins: bool = True) -> mt.Prompts:
 
 
 @st.composite
-def sites(draw: st.DrawFn, cat: Catalog, n_prompts: int, min_len: int, steerable: bool = False) -> mt.Site:
-    """A site of the model with optional components and positions valid for every prompt."""
+def sites(
+    draw: st.DrawFn, cat: Catalog, n_prompts: int, min_len: int, steerable: bool = False, name: str | None = None
+) -> mt.Site:
+    """A site of the model (``name`` when given and usable) with optional components and positions
+    valid for every prompt."""
     names = [n for n in cat.components if not (steerable and cat.width[n] is None)]
-    name = draw(st.sampled_from(names))
+    name = name if name in names else draw(st.sampled_from(names))
     count = cat.components[name]
     index = None
     if count is not None and draw(st.booleans()):
@@ -101,21 +106,23 @@ def interventions(draw: st.DrawFn, cat: Catalog, prompts: mt.Prompts) -> mt.Inte
     All are order-independent: resampling draws each prompt's own twin (``reference="corrupted"``),
     since a seeded draw among other prompts depends on their order by design.
     """
+    first = draw(parts(cat, prompts))
+    return first + draw(parts(cat, prompts)) if draw(st.booleans()) else first
+
+
+@st.composite
+def parts(draw: st.DrawFn, cat: Catalog, prompts: mt.Prompts, name: str | None = None) -> mt.Intervention:
+    """One ablation, patch from the corrupted twins or steer (of site ``name`` when given)."""
     n, min_len = len(prompts), int(prompts.lengths.min())
-
-    def one() -> mt.Intervention:
-        kind = draw(st.sampled_from(["zero", "mean", "resample", "patch", "steer"]))
-        if kind == "steer":
-            return mt.steer(draw(sites(cat, n, min_len, steerable=True)), coef=draw(st.floats(-3, 3)))
-        site = draw(sites(cat, n, min_len))
-        if kind == "patch":
-            return mt.patch(site, source="corrupted")
-        if kind == "mean":
-            return mt.ablate(site, "mean", per_position=draw(st.booleans()))
-        return mt.ablate(site, kind, reference="corrupted" if kind == "resample" else None)
-
-    first = one()
-    return first + one() if draw(st.booleans()) else first
+    kind = draw(st.sampled_from(["zero", "mean", "resample", "patch", "steer"]))
+    if kind == "steer":
+        return mt.steer(draw(sites(cat, n, min_len, steerable=True, name=name)), coef=draw(st.floats(-3, 3)))
+    site = draw(sites(cat, n, min_len, name=name))
+    if kind == "patch":
+        return mt.patch(site, source="corrupted")
+    if kind == "mean":
+        return mt.ablate(site, "mean", per_position=draw(st.booleans()))
+    return mt.ablate(site, kind, reference="corrupted" if kind == "resample" else None)
 
 
 @st.composite
@@ -135,9 +142,21 @@ def path_patches(draw: st.DrawFn, cat: Catalog, prompts: mt.Prompts) -> mt.PathP
 def measure(cat: Catalog, prompts: mt.Prompts, intervention: mt.Intervention, **kwargs) -> mt.Effect:
     """``mt.measure`` on a fresh wrapper (no cache shared between runs), no-op warnings ignored."""
     model = mt.Model.from_hf(cat.model.hf_model)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), refusals_rejected():
         warnings.simplefilter("ignore", mt.NoOpInterventionWarning)
         return mt.measure(model, prompts, intervention, mt.metrics.logit_diff, **kwargs)
+
+
+@contextlib.contextmanager
+def refusals_rejected() -> Iterator[None]:
+    """A combination refused because its parts edit the same entries is not an example (see
+    ``test_a_combination_is_refused_exactly_when_its_parts_meet``)."""
+    try:
+        yield
+    except mt.InterventionError as error:
+        if "edit the same entries" not in str(error):
+            raise
+        reject()
 
 
 def permuted(intervention: mt.Intervention, order: list[int]) -> mt.Intervention:
@@ -230,8 +249,10 @@ def test_combining_with_a_no_op_changes_nothing(family, data):
         alone = measure(cat, prompts, intervention)
     except mt.MetricError:
         return
-    with pytest.warns(mt.NoOpInterventionWarning):
+    with warnings.catch_warnings(record=True) as caught, refusals_rejected():
+        warnings.simplefilter("always")
         together = mt.measure(mt.Model.from_hf(cat.model.hf_model), prompts, combined, mt.metrics.logit_diff)
+    assert any(issubclass(w.category, mt.NoOpInterventionWarning) for w in caught)
     np.testing.assert_array_equal(together.intervened, alone.intervened)
     np.testing.assert_array_equal(together.clean, alone.clean)
 
@@ -243,3 +264,51 @@ def test_steering_with_coef_zero_is_allowed_and_reported_as_a_no_op():
     with pytest.warns(mt.NoOpInterventionWarning, match="blocks.0.hook_resid_post"):
         effect = mt.measure(cat.model, prompts, mt.steer(direction, coef=0), mt.metrics.logit_diff)
     np.testing.assert_array_equal(effect.delta, 0.0)
+
+
+def _meet(first: mt.Intervention, second: mt.Intervention, prompts: mt.Prompts) -> bool:
+    """The combination rule, restated: the parts edit a common entry and do not commute."""
+    a, b = (part.direction if isinstance(part, mt.Steer) else part.sites[0] for part in (first, second))
+    if a.name != b.name or (a.index and b.index and not set(a.index) & set(b.index)):
+        return False
+    width = prompts.tokens.shape[1]
+    masks = [site.positions.mask(prompts.lengths, width, prompts.index) for site in (a, b)]
+    if not bool((masks[0] & masks[1]).any()):
+        return False
+    if isinstance(first, mt.Steer) and isinstance(second, mt.Steer):
+        return False
+    same = {k: v for k, v in first.to_dict().items() if k != "sites"} == {
+        k: v for k, v in second.to_dict().items() if k != "sites"
+    }
+    return not (same and a.direction is None and b.direction is None)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@SETTINGS
+@given(data=st.data())
+def test_a_combination_is_refused_exactly_when_its_parts_meet(family, data):
+    """Two parts, often on one site: refused when they edit common entries and do not commute; else
+    the same numbers in either order, and an exact repeat of a part is that part alone."""
+    cat = catalog(family)
+    prompts = data.draw(prompt_sets(), label="prompts")
+    first = data.draw(parts(cat, prompts), label="first")
+    site = first.direction if isinstance(first, mt.Steer) else first.sites[0]
+    second = data.draw(parts(cat, prompts, name=site.name if data.draw(st.booleans()) else None), label="second")
+    model = mt.Model.from_hf(cat.model.hf_model)
+
+    def run(intervention):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", mt.NoOpInterventionWarning)
+            return mt.measure(model, prompts, intervention, mt.metrics.logit_diff).intervened
+
+    try:
+        forward = run(first + second)
+    except mt.InterventionError as error:
+        assert "edit the same entries" in str(error) and _meet(first, second, prompts), str(error)
+        return
+    except mt.MetricError:
+        return
+    assert not _meet(first, second, prompts)
+    np.testing.assert_allclose(run(second + first), forward, atol=ATOL, rtol=ATOL)
+    if not isinstance(first, mt.Steer):
+        np.testing.assert_array_equal(run(first + first), run(first))

@@ -147,12 +147,13 @@ def test_a_hook_the_forward_pass_never_reaches_is_an_error(model, prompts):
 
 
 def test_an_intervention_that_changes_nothing_is_reported(model, prompts):
-    twice = mt.ablate(mt.heads("1.1")) + mt.ablate(mt.heads("1.1"))
+    """Patching a head from the very prompts measured changes nothing, also beside an edit of another head."""
+    both = mt.ablate(mt.heads("1.0")) + mt.patch(mt.heads("1.1"), source=prompts)
     with pytest.warns(mt.NoOpInterventionWarning, match=r"blocks\.1\.attn\.hook_z"):
-        effect = mt.measure(model, prompts, twice, mt.metrics.logit_diff)
+        effect = mt.measure(model, prompts, both, mt.metrics.logit_diff)
     assert [h["changed"] for h in effect.hooks] == [True, False]
     with pytest.raises(mt.InterventionError, match="unchanged"):
-        mt.measure(model, prompts, twice, mt.metrics.logit_diff, strict=True)
+        mt.measure(model, prompts, both, mt.metrics.logit_diff, strict=True)
 
 
 def test_zero_ablating_an_already_zero_activation_is_reported(prompts):
