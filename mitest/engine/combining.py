@@ -30,6 +30,8 @@ from mitest.spec.positions import ALL
 from mitest.spec.prompts import Prompts
 from mitest.spec.sites import Site, Sites
 
+_HEAD_INPUTS = ("attn.hook_q", "attn.hook_k", "attn.hook_v")
+
 
 def sites_of(part: Intervention) -> tuple[Site, ...]:
     """The sites a single intervention names (a path patch: its senders and receivers)."""
@@ -98,8 +100,9 @@ def _meet(first: Edited, second: Edited, inputs: Prompts) -> bool:
     (_, a, p), (_, b, q) = first, second
     if (p.module, p.kind, p.addend) != (q.module, q.kind, q.addend):
         return False
-    if p.name != q.name:  # two names for one module's activation, viewed differently: assume they meet
-        return True
+    if p.name != q.name:  # two views of one module's activation
+        # The q, k and v of a fused projection are disjoint slices of its output; other views may overlap.
+        return not (p.name.endswith(_HEAD_INPUTS) and q.name.endswith(_HEAD_INPUTS))
     if a.index is not None and b.index is not None and not set(a.index) & set(b.index):
         return False
     if a.positions == ALL or b.positions == ALL:

@@ -97,3 +97,15 @@ def test_a_cancelling_steer_pair_is_a_no_op(gpt2, data):
     assert any("cancel" in message for message in caught), caught
     with pytest.raises(mt.InterventionError, match="cancel"):
         mt.measure(gpt2, data, mt.steer(d, 4.0) + mt.steer(d, -4.0), metric=mt.metrics.logit_diff, strict=True)
+
+
+def test_the_keys_and_values_of_a_fused_projection_are_edited_together_in_either_order():
+    """Regression (found by the combination property test, which saw k and q refused): GPT-2 computes q,
+    k and v in one module; edits of two of them touch disjoint slices, so they combine in either order."""
+    model, prompts = mt.Model.from_hf(build("gpt2")), random_prompts()
+    keys, values = mt.patch(mt.site("blocks.0.attn.hook_k")), mt.ablate(mt.site("blocks.0.attn.hook_v"), "mean")
+    one = mt.measure(model, prompts, keys + values, mt.metrics.logit_diff)
+    other = mt.measure(model, prompts, values + keys, mt.metrics.logit_diff)
+    np.testing.assert_allclose(one.intervened, other.intervened, rtol=1e-6)
+    alone = mt.measure(model, prompts, values, mt.metrics.logit_diff)
+    assert not np.allclose(one.intervened, alone.intervened)  # the key patch took effect too
