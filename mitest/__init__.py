@@ -88,6 +88,7 @@ if TYPE_CHECKING:  # static view of the lazy names below; nothing is imported at
         resid,
         site,
     )
+    from mitest.sweeps.sweep import Sweep, sweep
 
 __version__ = "0.1.0"
 
@@ -102,6 +103,8 @@ _EXPORTS = {
     "expect_for_all": "mitest.families.properties",
     "circuit": "mitest.circuits.circuit",
     "CircuitTest": "mitest.circuits.circuit",
+    "sweep": "mitest.sweeps.sweep",
+    "Sweep": "mitest.sweeps.sweep",
     "BaselineError": "mitest.errors",
     "BaselineRegression": "mitest.errors",
     "CandidateError": "mitest.errors",

@@ -28,7 +28,7 @@ LAYERS = [
     ("mitest.spec",),
     ("mitest.model", "mitest.claims"),
     ("mitest.engine", "mitest.results"),
-    ("mitest.circuits", "mitest.families"),
+    ("mitest.circuits", "mitest.families", "mitest.sweeps"),
     ("mitest.zoo",),
     ("mitest.plugin", "mitest.cli"),
     ("mitest",),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -81,6 +81,7 @@ def decide(
     unit_scale: float = 1.0,
     against: np.ndarray | None = None,
     margins: np.ndarray | None = None,
+    sweep: dict[str, Any] | None = None,
 ) -> Verdict:
     """The Verdict on a claim from its test (p-values, or ``decision``, which also says which sides may
     be decided), recorded for the running test; raises ClaimRefuted or ClaimInconclusive unless it HOLDS.
@@ -133,6 +134,7 @@ def decide(
         notes=(*effect.notes, *notes, *extra),
         kind=kind,
         share_against=share,
+        sweep=sweep,
     )
     return publish(verdict, effect, per_prompt)
 

@@ -50,6 +50,7 @@ class Verdict:
     notes: tuple[str, ...] = ()
     kind: str = "effect"
     share_against: float = 0.0
+    sweep: dict[str, Any] | None = None  # a sweep claim's cells, for reports and heatmaps
 
     @property
     def holds(self) -> bool:

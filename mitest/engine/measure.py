@@ -59,7 +59,7 @@ def measure(
     Raises:
         HookNotFiredError: a hook was never reached by the forward pass.
     """
-    model = _checked(model, prompts, batch_size)
+    model = checked_inputs(model, prompts, batch_size)
     if not isinstance(intervention, Intervention):
         raise InterventionError(
             f"intervention must be mt.ablate/patch/steer/path_patch/scrub/combine, got {type(intervention).__name__}"
@@ -132,7 +132,7 @@ def activations(model: Model | nn.Module, prompts: Prompts, site: Any, *, batch_
     ``mt.neurons(0, 3, 7)``, which keeps only those components. The capture is cached on the model
     with its other runs, so interventions on the same site reuse it.
     """
-    model = _checked(model, prompts, batch_size)
+    model = checked_inputs(model, prompts, batch_size)
     sites = as_sites(site)
     if len(sites) != 1:
         raise SiteError(f"activations() reads one site at a time, got {len(sites)}: {', '.join(map(str, sites))}")
@@ -159,7 +159,7 @@ def activations(model: Model | nn.Module, prompts: Prompts, site: Any, *, batch_
     return values[chosen]
 
 
-def _checked(model: Model | nn.Module, prompts: Prompts, batch_size: int) -> Model:
+def checked_inputs(model: Model | nn.Module, prompts: Prompts, batch_size: int) -> Model:
     """The model as an ``mt.Model``, after checking the inputs every run shares."""
     if not isinstance(model, (Model, nn.Module)):
         raise MitestError(

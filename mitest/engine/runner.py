@@ -8,9 +8,11 @@ hook is checked to have fired once per batch. Results live in the model's
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import numpy as np
 import torch
@@ -63,6 +65,25 @@ class Engine:
                     on_batch(batch, self.model.forward(batch.tokens.to(device), batch.attention_mask.to(device)))
         finally:
             self._batch = None
+
+    def stacked_pass(
+        self, batch: Prompts, copies: int, hooks: HookSet, contexts: tuple[AbstractContextManager, ...] = ()
+    ) -> torch.Tensor:
+        """Logits of one pass over ``copies`` copies of ``batch`` stacked along the batch axis, with
+        ``hooks`` and ``contexts`` installed (:meth:`batch` is ``batch``, one copy)."""
+        device = self.model.device
+        tokens = batch.tokens.repeat(copies, 1).to(device)
+        mask = batch.attention_mask.repeat(copies, 1).to(device)
+        with self.model.running(), hooks, contextlib.ExitStack() as stack:
+            if self.eager:
+                stack.enter_context(eager_attention(self.model.hf_model))
+            for context in contexts:
+                stack.enter_context(context)
+            self._batch = batch
+            try:
+                return self.model.forward(tokens, mask)
+            finally:
+                self._batch = None
 
     def batch(self) -> Prompts:
         """The batch being run (for hooks and value functions)."""

@@ -238,6 +238,11 @@ class Model:
         parts = name.split(".", 2)
         if len(parts) != 3 or parts[0] != "blocks":
             return None
+        if parts[1] == "*":
+            raise SiteError(
+                f"site {name!r} is a pattern (every layer): mt.sweep expands it, one cell per site; "
+                f"elsewhere name the layers, e.g. blocks.0.{parts[2]}"
+            )
         if not (parts[1].isascii() and parts[1].isdigit()):  # str.isdigit() also accepts '²' and '٣'
             raise SiteError(f"site {name!r}: layer must be a number >= 0, e.g. blocks.0.{parts[2]}")
         layer, site_name = int(parts[1]), parts[2]

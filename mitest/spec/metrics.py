@@ -26,6 +26,12 @@ class Metric(Spec):
     name = "metric"
     needs_reference = False
 
+    def at_answer(self, final: torch.Tensor, prompts: Prompts) -> torch.Tensor | None:
+        """The metric from the logits at each prompt's answer position alone (``final``: ``[n, vocab]``),
+        for metrics that read nothing else; None for the others. A sweep uses it to unembed one
+        position per prompt instead of every position."""
+        return None
+
     def reference(self, logits: torch.Tensor, prompts: Prompts) -> torch.Tensor | None:
         """State this metric needs from the clean run (e.g. clean log-probs for KL); default none."""
         return None
@@ -53,7 +59,10 @@ class LogitDiff(Metric):
     name = "logit_diff"
 
     def __call__(self, logits, prompts, reference=None):
-        final = _answer_logits(logits, prompts)
+        return self.at_answer(_answer_logits(logits, prompts), prompts)
+
+    def at_answer(self, final, prompts):
+        final = final.float()
         answers = _require(prompts, "answers", self.name).to(final.device)
         wrong = _require(prompts, "wrong", self.name).to(final.device)
         return final.gather(1, answers[:, None])[:, 0] - final.gather(1, wrong[:, None])[:, 0]
@@ -66,7 +75,10 @@ class LogProb(Metric):
     name = "logprob"
 
     def __call__(self, logits, prompts, reference=None):
-        logprobs = _answer_logits(logits, prompts).log_softmax(-1)
+        return self.at_answer(_answer_logits(logits, prompts), prompts)
+
+    def at_answer(self, final, prompts):
+        logprobs = final.float().log_softmax(-1)
         answers = _require(prompts, "answers", self.name).to(logprobs.device)
         return logprobs.gather(1, answers[:, None])[:, 0]
 
@@ -78,7 +90,10 @@ class Prob(Metric):
     name = "prob"
 
     def __call__(self, logits, prompts, reference=None):
-        return LogProb()(logits, prompts).exp()
+        return self.at_answer(_answer_logits(logits, prompts), prompts)
+
+    def at_answer(self, final, prompts):
+        return LogProb().at_answer(final, prompts).exp()
 
 
 @dataclass(frozen=True)
@@ -88,8 +103,11 @@ class Top1Accuracy(Metric):
     name = "top1_accuracy"
 
     def __call__(self, logits, prompts, reference=None):
+        return self.at_answer(_answer_logits(logits, prompts), prompts)
+
+    def at_answer(self, final, prompts):
         answers = _require(prompts, "answers", self.name)
-        return (_answer_logits(logits, prompts).argmax(-1).cpu() == answers).float()
+        return (final.argmax(-1).cpu() == answers).float()
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from mitest.errors import SiteError
 from mitest.spec.base import Spec
 from mitest.spec.positions import ALL, Positions, as_positions
 
+ANY = "*"  # in place of a layer: every layer (see :func:`heads`)
+
 HEAD_SITES = ("attn.hook_z", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern")
 
 
@@ -103,17 +105,29 @@ def head(layer: int, head: int, kind: str = "z") -> Site:
 
 
 def heads(*specs: str | tuple[int, int], kind: str = "z") -> Sites:
-    """Several heads, written ``"layer.head"`` or ``(layer, head)``; heads of one layer share a site."""
-    by_layer: dict[int, list[int]] = {}
+    """Several heads, written ``"layer.head"`` or ``(layer, head)``; heads of one layer share a site.
+
+    ``"1.*"`` is every head of layer 1 and ``"*"`` every head of every layer (a pattern that
+    :func:`mitest.sweep` expands on the model, one cell per head).
+    """
+    by_layer: dict[int | str, list[int] | None] = {}
     for spec in specs:
+        if isinstance(spec, str) and spec == ANY:
+            by_layer = {ANY: None}
+            break
+        if isinstance(spec, str) and spec.endswith(".*"):
+            by_layer[_layer(_whole_number(spec[:-2], spec))] = None
+            continue
         layer, index = _parse_head(spec)
-        by_layer.setdefault(layer, [])
-        if index not in by_layer[layer]:
-            by_layer[layer].append(index)
-    if not by_layer:
-        raise SiteError("heads() needs at least one head, e.g. heads('1.4', '1.6')")
+        chosen = by_layer.setdefault(layer, [])
+        if chosen is not None and index not in chosen:
+            chosen.append(index)
+    if not specs:
+        raise SiteError("heads() needs at least one head, e.g. heads('1.4', '1.6'), or '*' for every head")
     kind = _kind(kind)
-    return Sites(Site(f"blocks.{layer}.attn.hook_{kind}", tuple(idx)) for layer, idx in by_layer.items())
+    return Sites(
+        Site(f"blocks.{layer}.attn.hook_{kind}", None if idx is None else tuple(idx)) for layer, idx in by_layer.items()
+    )
 
 
 def neurons(layer: int, *indices: int) -> Site:
@@ -200,7 +214,16 @@ def _int(value: Any, what: str) -> int:
         raise SiteError(f"{what} must be an int, got {value!r:.80}") from None
 
 
-def _layer(value: Any) -> int:
+def _whole_number(text: str, spec: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise SiteError(f"cannot read heads {spec!r}; write 'layer.*' with a layer number (e.g. '1.*') or '*'")
+    return int(text)
+
+
+def _layer(value: Any) -> Any:
+    """A layer number >= 0, or ``"*"``: every layer (a pattern :func:`mitest.sweep` expands)."""
+    if isinstance(value, str) and value == ANY:
+        return ANY
     layer = _int(value, "layer")
     if layer < 0:
         raise SiteError(f"layer must be >= 0, got {layer}; layers count from 0 (see model.sites())")
