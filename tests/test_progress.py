@@ -108,6 +108,18 @@ def test_measure_shows_nothing_in_ci(policy):
     assert on_terminal(mean_ablation_in_batches) == ""
 
 
+def sweep_of_every_head() -> None:
+    model = mt.Model.from_hf(build("gpt2"))
+    mt.sweep(model, random_prompts(n=6), mt.ablate(mt.heads("*")), mt.metrics.logit_diff, batch_size=3)
+
+
+def test_a_sweep_shows_its_passes_on_a_terminal_and_nothing_in_ci(policy):
+    shown = on_terminal(sweep_of_every_head)
+    assert "mitest: sweep passes" in shown and "/2 [" in shown  # 8 cells in one pass per batch, 2 batches
+    policy.setenv("CI", "true")
+    assert on_terminal(sweep_of_every_head) == ""
+
+
 def test_loading_shows_transformers_bar_on_a_terminal_only(policy, tmp_path):
     build("gpt2").save_pretrained(tmp_path)
     assert "Loading weights" in on_terminal(lambda: mt.Model.load(tmp_path))

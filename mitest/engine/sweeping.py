@@ -216,17 +216,24 @@ def _copies_editor(
 
 @contextlib.contextmanager
 def _skipped(model: Model, start: int) -> Iterator[None]:
-    """Layers below ``start`` pass their input through unchanged (their clean output is read instead)."""
+    """Layers below ``start`` pass their input through unchanged (their clean output is read instead).
+
+    A forward set on the layer object itself (e.g. accelerate's device-map hook) is put back after.
+    """
     layout, _ = model.layout()
     base = cast(nn.Module, model.hf_model.base_model)
     skipped = list(cast(nn.ModuleList, base.get_submodule(layout.layers)))[:start]
+    own = [vars(layer).get("forward") for layer in skipped]
     for layer in skipped:
         layer.forward = _passthrough
     try:
         yield
     finally:
-        for layer in skipped:
-            del layer.forward
+        for layer, forward in zip(skipped, own, strict=True):
+            if forward is None:
+                del layer.forward
+            else:
+                layer.forward = forward
 
 
 def _passthrough(*args: object, **kwargs: object) -> object:

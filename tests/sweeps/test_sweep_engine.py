@@ -108,6 +108,31 @@ def test_cells_per_pass_and_batch_size_do_not_change_the_values():
     assert np.abs(wide.deltas - narrow.deltas).max() <= TOLERANCE
 
 
+def test_resample_ablation_and_heads_at_each_position_sweep_exactly():
+    model = mt.Model.from_hf(build("llama"))
+    prompts = random_prompts(n=8)
+    template = mt.ablate(mt.heads("1.*"), method="resample", seed=4)
+    _assert_equal_to_measure(
+        model, prompts, template, lambda s: mt.ablate(s, method="resample", seed=4), mt.metrics.loss()
+    )
+    at_positions = _assert_equal_to_measure(
+        model, prompts, mt.ablate(mt.heads("1.1")), lambda s: mt.ablate(s), mt.metrics.logit_diff, positions="each"
+    )
+    assert at_positions.names[:2] == ["1.1@0", "1.1@1"]
+
+
+def test_a_forward_set_on_a_layer_survives_the_skip():
+    """Wrappers that replace a layer's forward on the object (accelerate's device-map hooks) are kept."""
+    hf = build("gpt2")
+    model = mt.Model.from_hf(hf)
+    layer = hf.transformer.h[0]
+    original = layer.forward
+    layer.forward = lambda *args, **kwargs: original(*args, **kwargs)
+    wrapper = layer.forward
+    mt.sweep(model, random_prompts(n=4), mt.ablate(mt.heads("1.*")), mt.metrics.logit_diff)
+    assert vars(layer)["forward"] is wrapper
+
+
 def test_lower_layers_are_skipped_and_restored():
     """A layer-1 cell never runs layer 0 (it reads the clean residual), and layer 0 runs again after."""
     hf = build("gpt2")
