@@ -50,10 +50,11 @@ def combined_parts(intervention: Intervention, model: Model, inputs: Prompts) ->
     edits = [(part, site, model.resolve(site.name)) for part in parts for site in sites_of(part)]
     for _, site, _ in edits:
         site.positions.check_count(len(inputs))
-    how = {id(part): _replacement(part) for part in parts}
     by_module: dict[int, list[Edited]] = {}
     for edit in edits:
         by_module.setdefault(id(edit[2].module), []).append(edit)
+    shared = any(len(group) > 1 for group in by_module.values())
+    how = {id(part): _replacement(part) for part in parts} if shared else {}  # read only where edits share
     for group in by_module.values():
         for i, first in enumerate(group):
             for second in group[i + 1 :]:

@@ -170,16 +170,19 @@ class Model:
         """Changes when any parameter or buffer is replaced, cast, moved or modified (invalidates caches).
 
         In-place edits through autograd bump torch's version counter; edits through ``.data`` do not,
-        so a strided sample of every tensor's values is summed as well (cheap, not a full hash).
+        so a strided sample of every tensor's values enters a weighted checksum as well (cheap, not a
+        full hash; the weights differ per entry, so a sign flip or a swap of sampled entries shows).
         """
         state = []
+        samples: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
         with torch.no_grad():
-            for tensor in [*self.hf_model.parameters(), *self.hf_model.buffers()]:
-                flat = tensor.detach().reshape(-1)
-                sample = flat[:: max(1, flat.numel() // 512)]
-                checksum = float(sample.double().sum()) if sample.numel() else 0.0
-                state.append((tensor.data_ptr(), str(tensor.dtype), str(tensor.device), tensor._version, checksum))
-        return tuple(state)
+            for tensor in _tensors(self.hf_model):
+                where = (tensor.dtype, tensor.device)
+                state.append((tensor.data_ptr(), *where, tensor._version))
+                flat = tensor.reshape(-1)
+                samples.setdefault(where, []).append(flat[:: max(1, flat.numel() // 512)])
+            checksums = tuple(_weighted_sum(torch.cat(group)) for group in samples.values())
+        return tuple(state), checksums
 
     def __repr__(self) -> str:
         family = self.family.name if self.family else "raw modules"
@@ -258,6 +261,27 @@ class Model:
         components = spec.components(dims) if spec.components else None
         addend = layer_module.get_submodule(spec.addend) if spec.addend else None
         return ResolvedSite(name, module, spec.kind, spec.view(dims), components, addend)
+
+
+def _tensors(model: nn.Module) -> list[torch.Tensor]:
+    """Every parameter and buffer of ``model``, in one walk of its modules (a tied weight twice)."""
+    tensors = []
+    for module in model.modules():
+        tensors += [t for t in (*module._parameters.values(), *module._buffers.values()) if t is not None]
+    return tensors
+
+
+_SUM_WEIGHTS: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+
+def _weighted_sum(values: torch.Tensor) -> float:
+    """``sum(w_i * values_i)`` in float64 with fixed weights in [1, 2), distinct per entry."""
+    key = (values.numel(), values.device)
+    weights = _SUM_WEIGHTS.get(key)
+    if weights is None:
+        golden = torch.arange(1, values.numel() + 1, dtype=torch.float64) * 0.6180339887498949
+        weights = _SUM_WEIGHTS.setdefault(key, (1.0 + golden.frac()).to(values.device))
+    return float(values.to(torch.float64) @ weights) if values.numel() else 0.0
 
 
 # Config entries that say where or with which library a model was saved, not what it computes.
@@ -360,14 +384,15 @@ def inference_mode(model: nn.Module) -> Iterator[None]:
     of the same model, in the same thread, raises :class:`NestedRunError`.
     """
     with _run_lock(model):
-        flags = [(m, m.training) for m in model.modules()]
+        training = [m for m in model.modules() if m.training]
         try:
-            model.eval()
+            if training:  # a model already in eval mode is left alone (eval() walks every module)
+                model.eval()
             with torch.no_grad():
                 yield
         finally:
-            for module, training in flags:
-                module.training = training
+            for module in training:
+                module.training = True
 
 
 class _RunLock:

@@ -40,6 +40,7 @@ class Prompts:
 
     _sealed = False
     _identified: tuple[str, tuple[int, ...]] | None = None  # the fingerprint and the tensors' versions
+    _batched: dict[int, tuple[tuple[int, ...], tuple[Prompts, ...]]] | None = None  # batches by size
     _TENSORS = ("ids", "lengths", "answers", "wrong", "answer_positions", "targets", "index")
 
     def __init__(
@@ -144,7 +145,8 @@ class Prompts:
                 f"{int(self.lengths[i])}; patching needs token-aligned pairs (same length, same positions)"
             )
         shared = Prompts.__new__(Prompts)
-        shared.__dict__.update({k: v for k, v in corrupted.__dict__.items() if k not in ("_sealed", "_identified")})
+        own = ("_sealed", "_identified", "_batched")
+        shared.__dict__.update({k: v for k, v in corrupted.__dict__.items() if k not in own})
         shared.answers, shared.wrong, shared.answer_positions = self.answers, self.wrong, self.answer_positions
         shared.targets = self.ids
         shared.groups, shared.corrupted = self.groups, None
@@ -174,11 +176,23 @@ class Prompts:
         return self._subset(rows, renumber=True)
 
     def batches(self, size: int) -> Iterator[Prompts]:
-        """Consecutive batches of ``size`` prompts; each keeps ``index``, its rows in this set."""
+        """Consecutive batches of ``size`` prompts; each keeps ``index``, its rows in this set.
+
+        Built once per size and kept (rebuilt if a tensor of the set was edited in place since).
+        """
         if not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 1:
             raise PromptsError(f"batch size must be a positive int, got {size!r}")
-        for start in range(0, len(self), int(size)):
-            yield self._subset(torch.arange(start, min(start + size, len(self))))
+        size, versions = int(size), self._versions()
+        batched = self._batched
+        if batched is None:
+            batched = {}
+            object.__setattr__(self, "_batched", batched)
+        kept = batched.get(size)
+        if kept is None or kept[0] != versions:
+            starts = range(0, len(self), size)
+            kept = versions, tuple(self._subset(torch.arange(i, min(i + size, len(self)))) for i in starts)
+            batched[size] = kept
+        return iter(kept[1])
 
     def _subset(self, rows: torch.Tensor, *, renumber: bool = False) -> Prompts:
         """The prompts at ``rows``; ``renumber`` makes it a set of its own (index 0..k-1), else a batch."""

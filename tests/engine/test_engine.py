@@ -177,3 +177,11 @@ def test_half_precision_models_run_and_metrics_come_back_in_float(dtype, prompts
     # Tolerance stated: half precision differs from float32 by rounding, not by meaning.
     np.testing.assert_allclose(half.intervened, single.intervened, atol=0.5)
     assert np.corrcoef(half.intervened, single.intervened)[0, 1] > 0.95
+
+
+def test_batches_are_built_once_per_size_and_rebuilt_after_an_in_place_edit(prompts):
+    first, again = list(prompts.batches(4)), list(prompts.batches(4))
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    assert [len(b) for b in prompts.batches(5)] == [5, 1]
+    prompts.ids[0, 0] += 1  # refused when the set is next identified; its batches must not go stale meanwhile
+    assert int(next(prompts.batches(4)).tokens[0, 0]) == int(prompts.ids[0, 0])

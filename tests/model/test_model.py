@@ -146,3 +146,60 @@ def test_the_revision_does_not_depend_on_where_the_model_was_saved(tmp_path):
     with torch.no_grad():
         second.hf_model.transformer.wte.weight[0, 0] += 1.0
     assert first.revision != second.revision
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda w: w.data.add_(1e-3),  # .data edits never bump torch's version counter
+        lambda w: w.data.__setitem__((0, 0), w.data[0, 0] + 1.0),
+        lambda w: w.data.neg_(),  # a norm of the sample would not see a sign flip
+        lambda w: w.data.copy_(w.data.flip(0)),  # nor a reordering of its entries
+    ],
+    ids=["add", "one-entry", "sign-flip", "reorder"],
+)
+def test_weights_version_sees_edits_through_data(edit):
+    model = mt.Model.from_hf(build("gpt2"))
+    weight = model.hf_model.transformer.wte.weight
+    before = model.weights_version()
+    assert model.weights_version() == before
+    edit(weight)
+    assert model.weights_version() != before
+
+
+def test_weights_version_sees_a_replaced_module_and_a_buffer_edit():
+    model = mt.Model.from_hf(build("llama"))
+    before = model.weights_version()
+    model.hf_model.model.rotary_emb.inv_freq.data.mul_(2.0)
+    assert model.weights_version() != before
+    changed = model.weights_version()
+    layer = model.hf_model.model.layers[0].mlp
+    layer.down_proj = torch.nn.Linear(layer.down_proj.in_features, layer.down_proj.out_features, bias=False)
+    assert model.weights_version() != changed
+
+
+def test_a_data_edit_between_two_measure_calls_changes_the_result(prompts):
+    model = mt.Model.from_hf(build("gpt2"))
+    first = mt.measure(model, prompts, mt.ablate(mt.heads("0.0")), mt.metrics.logit_diff)
+    model.hf_model.transformer.h[1].mlp.c_proj.weight.data[...] *= 2.0
+    second = mt.measure(model, prompts, mt.ablate(mt.heads("0.0")), mt.metrics.logit_diff)
+    fresh = mt.measure(mt.Model.from_hf(model.hf_model), prompts, mt.ablate(mt.heads("0.0")), mt.metrics.logit_diff)
+    assert not np.allclose(first.clean, second.clean) and not np.allclose(first.intervened, second.intervened)
+    np.testing.assert_array_equal(second.clean, fresh.clean)
+    np.testing.assert_array_equal(second.intervened, fresh.intervened)
+
+
+def test_runs_switch_a_model_put_in_training_mode_between_calls_to_eval(prompts):
+    hf_model = build("gpt2")
+    hf_model.config.resid_pdrop = hf_model.config.embd_pdrop = hf_model.config.attn_pdrop = 0.5
+    for module in hf_model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.5
+    model = mt.Model.from_hf(hf_model)
+    in_eval = mt.measure(model, prompts, mt.ablate(mt.heads("0.0")), mt.metrics.logit_diff)
+    hf_model.train()
+    hf_model.transformer.h[0].eval()  # a mix of modes comes back as it was
+    flags = [m.training for m in hf_model.modules()]
+    in_training = mt.measure(mt.Model.from_hf(hf_model), prompts, mt.ablate(mt.heads("0.0")), mt.metrics.logit_diff)
+    np.testing.assert_array_equal(in_eval.intervened, in_training.intervened)
+    assert [m.training for m in hf_model.modules()] == flags
