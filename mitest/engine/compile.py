@@ -58,7 +58,7 @@ def steering(part: Steer, run: Run) -> list[Edit]:
     """Adds ``coef`` times the direction to the site."""
     site, point = resolve_sites((part.direction,), run)[0]
     step = torch.tensor(site.direction, dtype=torch.float64) * part.coef
-    return [Edit(site, point, lambda view, batch: view + fit(step, view, site).to(dtype=view.dtype))]
+    return [Edit(site, point, lambda view, batch: view + fit(step, view, site).to(dtype=view.dtype), adds=True)]
 
 
 def path_patching(part: PathPatch, run: Run) -> list[Edit]:

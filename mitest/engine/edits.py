@@ -25,12 +25,13 @@ ValueFn = Callable[[torch.Tensor, Prompts], torch.Tensor]
 @dataclass(frozen=True)
 class Edit:
     """Replace ``site``'s entries at ``point`` by ``value``; ``project`` keeps only the change along
-    the site's direction."""
+    the site's direction; ``adds`` marks an edit that adds to what it is given (a steer)."""
 
     site: Site
     point: ResolvedSite
     value: ValueFn
     project: bool = False
+    adds: bool = False
 
 
 def apply(edit: Edit, view: torch.Tensor, batch: Prompts) -> torch.Tensor:

@@ -106,18 +106,7 @@ class Engine:
         return hooks, stats
 
     def _apply(self, group: list[tuple[Edit, HookStats]], view: torch.Tensor) -> torch.Tensor:
-        """The edits of one hook point in order; each edit counts as changed when its entries differ
-        from the original activation at the end (so an edit another one covers is not a no-op)."""
-        batch = self.batch()
-        new = view
-        for edit, _ in group:
-            new = apply(edit, new, batch)
-        moved = new != (view if new.shape == view.shape else view.expand_as(new))
-        for edit, stats in group:
-            stats.fired += 1
-            select = selection_mask(new, batch, edit.site)
-            stats.changed |= bool((moved if select is None else moved & select).any())
-        return new
+        return apply_in_order(group, view, self.batch())
 
     def metric_values(
         self, prompts: Prompts, metric: Metric, reference_from: Prompts | None = None
@@ -238,6 +227,23 @@ class Engine:
 
         self.run(prompts, hooks, on_batch)
         return to_numpy(values, metric), np.concatenate(top1), stats, hooks.stats
+
+
+def apply_in_order(group: list[tuple[Edit, HookStats]], view: torch.Tensor, batch: Prompts) -> torch.Tensor:
+    """The edits of one hook point applied in order to ``view``. An edit that sets entries counts as
+    changed when they differ from the original activation (setting an entry to the value another edit
+    already gave it is not a no-op); one that adds (a steer) when it changed what it was given (a zero
+    steer next to another steer is)."""
+    new = view
+    for edit, stats in group:
+        before, new = new, apply(edit, new, batch)
+        stats.fired += 1
+        if not stats.changed:
+            base = before if edit.adds else view
+            moved = new != (base if new.shape == base.shape else base.expand_as(new))
+            select = selection_mask(new, batch, edit.site)
+            stats.changed = bool((moved if select is None else moved & select).any())
+    return new
 
 
 def check_fired(stats: list[HookStats], passes: int) -> None:

@@ -28,10 +28,10 @@ from torch import nn
 from mitest import progress
 from mitest.claims.effect import Effect
 from mitest.engine.compile import compile_edits, input_prompts
-from mitest.engine.edits import Edit, apply, selection_mask
+from mitest.engine.edits import Edit
 from mitest.engine.effects import effect_of
 from mitest.engine.hooks import HookSet, HookStats
-from mitest.engine.runner import Engine, check_fired, to_numpy, top1_tokens
+from mitest.engine.runner import Engine, apply_in_order, check_fired, to_numpy, top1_tokens
 from mitest.errors import InterventionError, MitestError
 from mitest.model.layouts import ResolvedSite
 from mitest.model.model import Model
@@ -198,17 +198,9 @@ def _copies_editor(
             view = view.expand(rows * copies, *view.shape[1:])
         new = view.clone()
         for copy in sorted({copy for copy, _, _ in group}):
-            part = view[copy * rows : (copy + 1) * rows]
-            changed = part
-            mine = [(e, s) for c, e, s in group if c == copy]
-            for one, _ in mine:
-                changed = apply(one, changed, batch)
-            moved = changed != part
-            for one, stats in mine:
-                stats.fired += 1
-                select = selection_mask(changed, batch, one.site)
-                stats.changed |= bool((moved if select is None else moved & select).any())
-            new[copy * rows : (copy + 1) * rows] = changed
+            rows_of_copy = slice(copy * rows, (copy + 1) * rows)
+            mine = [(one, stats) for c, one, stats in group if c == copy]
+            new[rows_of_copy] = apply_in_order(mine, view[rows_of_copy], batch)
         return new
 
     return edit

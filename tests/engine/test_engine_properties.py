@@ -312,3 +312,17 @@ def test_a_combination_is_refused_exactly_when_its_parts_meet(family, data):
     np.testing.assert_allclose(run(second + first), forward, atol=ATOL, rtol=ATOL)
     if not isinstance(first, mt.Steer):
         np.testing.assert_array_equal(run(first + first), run(first))
+
+
+def test_a_zero_steer_next_to_another_steer_of_the_same_site_is_reported_as_a_no_op():
+    """Found by the property above: steer(d, 1) + steer(d, 0) on one site; the zero steer changed nothing
+    it was given, although the site as a whole changed."""
+    cat = catalog("gpt2")
+    prompts = mt.Prompts([[1, 2, 3, 4], [5, 6, 7, 8]], answers=[1, 2], wrong=[3, 4])
+    direction = mt.direction("blocks.0.hook_resid_post", torch.arange(32.0) - 10)
+    alone = mt.measure(cat.model, prompts, mt.steer(direction, coef=1.0), mt.metrics.logit_diff)
+    with pytest.warns(mt.NoOpInterventionWarning, match="blocks.0.hook_resid_post"):
+        together = mt.measure(
+            cat.model, prompts, mt.steer(direction, coef=1.0) + mt.steer(direction, coef=0.0), mt.metrics.logit_diff
+        )
+    np.testing.assert_array_equal(together.intervened, alone.intervened)
