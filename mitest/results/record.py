@@ -32,6 +32,37 @@ class PerPrompt(TypedDict):
     claim_value: list[float]
 
 
+class _SweepCellFields(TypedDict):
+    cell: str
+    site: str
+    estimate: float
+    low: float
+    high: float
+    n: int
+    named: bool
+    failing: bool
+    delta: list[float]
+
+
+class SweepCell(_SweepCellFields, total=False):
+    """One cell of a sweep claim: its name and site, coordinates (only those the sweep has), mean change
+    with its interval, whether the claim names it, whether it (or a pair it is in) failed, and its
+    per-prompt intervened-minus-clean values."""
+
+    layer: int | None
+    head: int | None
+    neuron: int | None
+    position: int | None
+
+
+class SweepRecord(TypedDict):
+    """A sweep claim's cells; ``rows`` and ``columns`` name the coordinates of a heatmap (None: a list)."""
+
+    rows: Literal["layer"] | None
+    columns: Literal["head", "neuron", "position"] | None
+    cells: list[SweepCell]
+
+
 class ClaimRecord(TypedDict, total=False):
     """One decided claim. The verdict's numbers, where the claim lives, what produced it, and after
     the gate its ``baseline`` comparison; a run adds the suite-wide adjusted ``p_holm`` and ``p_bh``."""
@@ -73,6 +104,7 @@ class ClaimRecord(TypedDict, total=False):
     derived: dict[str, list[float]]
     hooks: list[dict[str, Any]]
     per_prompt: PerPrompt
+    sweep: SweepRecord  # sweep claims only
     # added later
     baseline: dict[str, Any]
     p_holm: float
@@ -89,6 +121,8 @@ def build_record(
     claim_definition = definition(identity, verdict.claim, verdict.threshold)
     data = verdict.to_dict()
     method = data.pop("test")
+    if data.get("sweep") is None:
+        data.pop("sweep", None)
     groups = None if effect.groups is None else [str(g) for g in effect.groups]
     record: dict[str, Any] = {
         **data,
@@ -162,6 +196,7 @@ _KINDS: dict[str, Callable[[Any], bool]] = {
     "integer": lambda value: isinstance(value, int) and not isinstance(value, bool),
     "object": lambda value: isinstance(value, dict),
     "outcome": lambda value: value in _OUTCOMES,
+    "flag": lambda value: isinstance(value, bool),
 }
 _DESCRIPTIONS = {
     "text": "a string",
@@ -170,6 +205,7 @@ _DESCRIPTIONS = {
     "integer": "an integer",
     "object": "an object",
     "outcome": "one of " + ", ".join(_OUTCOMES),
+    "flag": "true or false",
 }
 
 
@@ -223,7 +259,50 @@ def _claim_problem(claim: dict, i: int) -> str | None:
     if notes is not None and (not isinstance(notes, list) or not all(isinstance(note, str) for note in notes)):
         return f"claim {i}: notes is not a list of text"
     problem = definition_problem(claim["definition"], claim.get("derived", {}))
-    return f"claim {i} has {problem}" if problem else None
+    if problem:
+        return f"claim {i} has {problem}"
+    problem = sweep_problem(claim["sweep"]) if claim.get("sweep") is not None else None
+    return f"claim {i}: sweep {problem}" if problem else None
+
+
+_SWEEP_ROWS, _SWEEP_COLUMNS = (None, "layer"), (None, "head", "neuron", "position")
+_CELL_FIELDS = {
+    "cell": "text",
+    "site": "text",
+    **{name: "number" for name in ("estimate", "low", "high")},
+    "n": "integer",
+    **{name: "flag" for name in ("named", "failing")},
+}
+
+
+def sweep_problem(sweep: Any) -> str | None:
+    """The first thing in a claim's sweep field that the renderers could not use, or None."""
+    if not isinstance(sweep, dict):
+        return f"is a {type(sweep).__name__}, not an object"
+    if sweep.get("rows") not in _SWEEP_ROWS:
+        return f"rows is {sweep.get('rows')!r:.40}, not 'layer' or null"
+    if sweep.get("columns") not in _SWEEP_COLUMNS:
+        return f"columns is {sweep.get('columns')!r:.40}, not 'head', 'neuron', 'position' or null"
+    cells = sweep.get("cells")
+    if not isinstance(cells, list) or not cells:
+        return "cells is not a non-empty list"
+    for j, cell in enumerate(cells):
+        problem = _fields_problem(cell, _CELL_FIELDS, f"cell {j}") or _cell_problem(cell, j)
+        if problem:
+            return problem
+    return None
+
+
+def _cell_problem(cell: dict, j: int) -> str | None:
+    """Problems in a sweep cell's coordinates and per-prompt changes."""
+    for name in ("layer", "head", "neuron", "position"):
+        value = cell.get(name)
+        if value is not None and not (_KINDS["finite"](value) and float(value).is_integer()):
+            return f"cell {j}: {name} is {value!r:.40}, not a whole number"
+    delta = cell.get("delta")
+    if not isinstance(delta, list) or not all(_KINDS["number"](v) for v in delta):
+        return f"cell {j}: delta is not a list of numbers"
+    return None
 
 
 def _fields_problem(data: Any, fields: dict[str, str], where: str) -> str | None:

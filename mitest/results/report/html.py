@@ -8,17 +8,19 @@ from typing import Any
 
 import numpy as np
 
+from mitest.results.report.heatmap import render_heatmap
+
 COLORS = {"HOLDS": "#1a7f37", "REFUTED": "#cf222e", "INCONCLUSIVE": "#9a6700"}
 WIDTH, ROW = 360, 26
 
 
 def render_html(run: dict) -> str:
     """The report: summary, a forest plot row per claim (estimate, CI, threshold), the per-prompt
-    distribution of each claim, and the baseline comparison."""
+    distribution of each claim, the baseline comparison, and a heatmap under each sweep claim."""
     summary = {key: _text(value) for key, value in run["summary"].items()}
     settings = {key: _text(value) for key, value in run["settings"].items()}
     undecided = _undecided_note(run)
-    rows = "\n".join(_claim_row(claim) for claim in run["claims"])
+    rows = "\n".join(_claim_row(claim) + _sweep_row(claim) for claim in run["claims"])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>mitest report</title>
 <style>
@@ -76,6 +78,13 @@ def _claim_row(claim: dict) -> str:
         f"<td>{'searched' if claim.get('metric') == 'property' else format(float(claim['pvalue']), '.2g')}</td>"
         f"<td>{base_text}</td></tr>"
     )
+
+
+def _sweep_row(claim: dict) -> str:
+    """A row under a sweep claim with the heatmap of its cells; nothing for other claims."""
+    if not claim.get("sweep"):
+        return ""
+    return f'\n<tr class="sweep"><td></td><td colspan="5">{render_heatmap(claim["sweep"])}</td></tr>'
 
 
 def _forest(claim: dict, color: str) -> str:

@@ -14,7 +14,8 @@ MAX_CHARS = 60_000  # below GitHub's 1 MiB step-summary limit, with room for oth
 
 
 def render_markdown(run: dict, max_chars: int = MAX_CHARS) -> str:
-    """Summary counts and one table row per claim; rows past ``max_chars`` are left out with a note."""
+    """Summary counts, one table row per claim, then a short table of each sweep claim's named and
+    failing cells; rows and tables past ``max_chars`` are left out with a note."""
     summary, settings = run["summary"], run["settings"]
     head = [
         "# mitest claims",
@@ -36,7 +37,44 @@ def render_markdown(run: dict, max_chars: int = MAX_CHARS) -> str:
             left = len(run["claims"]) - shown
             return text + f"\n_{left} more claims not shown (size cap); see run.json or report.html._\n"
         text += row
+    sweeps = [claim for claim in run["claims"] if claim.get("sweep")]
+    for shown, claim in enumerate(sweeps):
+        table = _sweep_table(claim)
+        if len(text) + len(table) + 200 > max_chars:
+            return text + f"\n_{len(sweeps) - shown} more sweep tables not shown (size cap); see report.html._\n"
+        text += table
     return text
+
+
+SWEEP_ROWS = 10
+
+
+def _sweep_table(claim: dict) -> str:
+    """The named and the failing cells of a sweep claim (failing first), at most ``SWEEP_ROWS`` of them."""
+    cells = claim["sweep"]["cells"]
+    listed = [cell for cell in cells if cell.get("failing")] + [
+        cell for cell in cells if cell.get("named") and not cell.get("failing")
+    ]
+    lines = [
+        "",
+        f"**Sweep** {escape_markdown(claim['claim'])} ({len(cells)} cells, {code_span(claim['test'])}):",
+        "",
+        "| cell | site | role | estimate | CI |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {code_span(cell['cell'])} | {code_span(cell['site'])} | {_role(cell)} | {float(cell['estimate']):.4g} "
+        f"| [{float(cell['low']):.4g}, {float(cell['high']):.4g}] |"
+        for cell in listed[:SWEEP_ROWS]
+    ]
+    if len(listed) > SWEEP_ROWS:
+        lines += ["", f"_{len(listed) - SWEEP_ROWS} more named or failing cells; see report.html or run.json._"]
+    return "\n".join(lines) + "\n"
+
+
+def _role(cell: dict) -> str:
+    named = "named" if cell.get("named") else "other"
+    return f"{named}, **not shown to hold**" if cell.get("failing") else named
 
 
 def _row(claim: dict) -> str:
