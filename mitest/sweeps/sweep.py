@@ -123,7 +123,10 @@ class Sweep:
                     "n": effect.n,
                 }
             )
-        return pd.DataFrame(rows).dropna(axis="columns", how="all")
+        frame = pd.DataFrame(rows).dropna(axis="columns", how="all")
+        for column in {"layer", "head", "neuron", "position"} & set(frame.columns):
+            frame[column] = frame[column].astype("Int64")  # whole numbers, missing where a cell has none
+        return frame
 
     def grid(self, value: str = "estimate") -> pd.DataFrame:
         """The sweep as a table for a heatmap: layers as rows, heads, neurons or positions as columns."""
@@ -338,6 +341,8 @@ def _listed(sweep: Sweep, named: list[int]) -> str:
 
 
 def _plain(value: Any) -> Any:
+    if value is pd.NA:
+        return None
     if isinstance(value, (np.integer, np.floating)):
         value = value.item()
     return None if isinstance(value, float) and np.isnan(value) else value
