@@ -198,14 +198,14 @@ def _power_plan(
         power = decidable * stats.tost_power(centre, threshold, sd, m, alpha, df=df)
         mde = stats.tost_minimum_detectable(sd, m, alpha, df=df)
         needed = stats.tost_units_needed(centre, threshold, sd, alpha) if gap > 0 else None
-        skew_needed = math.ceil(float(stats.cochran_units(skew))) if decision is not None else 0
+        skew_needed = math.ceil(float(stats.cochran_units(skew))) if decision is not None and skew != 0 else 0
     else:
         side = 1.0 if estimate >= threshold else -1.0
         oriented = side * skew  # the skew as the deciding side's test sees it
         decidable = 1.0 if units is None else _decidable(units, side)
         power = stats.power(gap, sd, m, alpha, skew=oriented, df=df, decidable=decidable)
         mde = stats.minimum_detectable(sd, m, alpha, skew=oriented, df=df)
-        sample = units if units is not None and oriented < 0 else None  # skewed against: count Cochran's rule
+        sample = units  # count the chance that a sample of the size advised still fails Cochran's rule
         needed = (
             stats.units_needed(gap, sd, alpha, skew=oriented, sample=sample, side=side, seed=settings.seed)
             if gap > 0
