@@ -111,6 +111,8 @@ def decide(
         extra.append(plan.reason)
     if not (np.isfinite(interval.low) and np.isfinite(interval.high)):
         extra.append("interval not computable: some resamples have no finite value (a denominator summing to 0)")
+    else:
+        extra += _interval_note(outcome, interval, threshold, kind)
     verdict = Verdict(
         outcome=outcome,
         claim=claim,
@@ -228,6 +230,26 @@ def _scaled_sd(values: np.ndarray) -> float:
     if scale == 0 or len(values) < 2:
         return 0.0
     return float((values / scale).std(ddof=1) * scale)
+
+
+def _interval_note(outcome: str, interval: stats.ConfidenceInterval, threshold: float, kind: str) -> list[str]:
+    """A note when the bootstrap interval, read as a test, would give another verdict than the test did."""
+    low, high = interval.low, interval.high
+    if kind == "equivalence":
+        says = (
+            HOLDS if -threshold < low and high < threshold else REFUTED if low > threshold or high < -threshold else ""
+        )
+    else:
+        says = HOLDS if low > threshold else REFUTED if high < threshold else ""
+    says = says or INCONCLUSIVE
+    if says == outcome:
+        return []
+    where = "excludes" if says != INCONCLUSIVE else "includes"
+    return [
+        f"the {interval.level:.0%} bootstrap interval [{low:.4g}, {high:.4g}] {where} the threshold "
+        f"{'±' if kind == 'equivalence' else ''}{threshold:.4g}, so on its own it would say {says}; the "
+        f"test decides the verdict ({outcome}): the interval is an approximate bootstrap, not the test"
+    ]
 
 
 def _few_prompts_note(margins: np.ndarray | None) -> list[str]:

@@ -391,3 +391,41 @@ def test_an_unbounded_interval_says_why(monkeypatch):
     )
     assert (verdict.low, verdict.high) == (-np.inf, np.inf)
     assert any(note.startswith("interval not computable") for note in verdict.notes)
+
+
+# -- the reported interval and the test -------------------------------------------------------------
+
+
+def test_an_interval_that_disagrees_with_the_test_is_noted():
+    """Below min_prompts the test does not decide, though the interval excludes the threshold: say so."""
+    rng = np.random.default_rng(0)
+    clean = rng.normal(size=20)
+    effect = mt.Effect.from_values(clean, clean + 1 + 0.3 * rng.normal(size=20))
+    verdict = _outcome(lambda: effect.expect_increase(at_least=0.5))
+    assert verdict.outcome == mt.INCONCLUSIVE and verdict.low > 0.5
+    (note,) = [n for n in verdict.notes if "bootstrap interval" in n]
+    assert "would say HOLDS" in note and "test decides the verdict (INCONCLUSIVE)" in note
+
+
+def test_an_interval_that_agrees_with_the_test_adds_no_note():
+    rng = np.random.default_rng(0)
+    clean = rng.normal(size=60)
+    verdict = mt.Effect.from_values(clean, clean + 1 + 0.3 * rng.normal(size=60)).expect_increase(at_least=0.5)
+    assert verdict.low > 0.5 and not [n for n in verdict.notes if "bootstrap interval" in n]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "low", "high", "kind", "says"),
+    [
+        (mt.HOLDS, 0.4, 0.9, "effect", "INCONCLUSIVE"),
+        (mt.REFUTED, 0.6, 0.9, "effect", "HOLDS"),
+        (mt.INCONCLUSIVE, -0.2, 0.2, "equivalence", "HOLDS"),
+        (mt.HOLDS, 0.6, 0.8, "equivalence", "REFUTED"),
+    ],
+)
+def test_interval_notes_name_what_the_interval_would_say(outcome, low, high, kind, says):
+    from mitest.claims.decide import _interval_note
+
+    (note,) = _interval_note(outcome, stats.ConfidenceInterval(low, high, 0.9), 0.5, kind)
+    assert f"would say {says}" in note and f"({outcome})" in note
+
