@@ -205,7 +205,7 @@ def _power_plan(
         power = decidable * stats.tost_power(centre, threshold, sd, m, alpha, df=df)
         mde = stats.tost_minimum_detectable(sd, m, alpha, df=df)
         needed = stats.tost_units_needed(centre, threshold, sd, alpha) if gap > 0 else None
-        skew_needed = math.ceil(float(stats.cochran_units(skew))) if decision is not None and skew != 0 else 0
+        skew_needed = math.ceil(float(stats.cochran_units(skew))) if decision is not None else 0
     else:
         side = 1.0 if estimate >= threshold else -1.0
         oriented = side * skew  # the skew as the deciding side's test sees it
@@ -270,7 +270,7 @@ def _interval_note(outcome: str, interval: stats.ConfidenceInterval, threshold: 
         return []
     where = "excludes" if says != INCONCLUSIVE else "includes"
     return [
-        f"the {interval.level:.0%} bootstrap interval [{low:.4g}, {high:.4g}] {where} the threshold "
+        f"the {100 * interval.level:.4g}% bootstrap interval [{low:.4g}, {high:.4g}] {where} the threshold "
         f"{'±' if kind == 'equivalence' else ''}{threshold:.4g}, so on its own it would say {says}; the "
         f"test decides the verdict ({outcome}): the interval is an approximate bootstrap, not the test"
     ]

@@ -89,15 +89,10 @@ FAILURE_SHARE = 0.1
 decided only from enough prompts that such a failure shows up in the sample with probability 1 - alpha."""
 
 COCHRAN = 25
-SSJ_OFFSET = 28
-"""Cochran's (1977) rule as refined by Sugden, Smith and Jones (2000): the normal approximation to a
-mean needs ``n > 28 + 25 * skewness**2`` units (Cochran's own ``25 * skewness**2`` ignores the
-second-order terms that dominate at small n)."""
+"""Cochran's (1977) rule: the normal approximation to a mean needs ``n > 25 * skewness**2`` units."""
 
-SKEW_UNITS = SSJ_OFFSET + 1
-"""Fewest units whose skewness the rules act on: fewer cannot meet ``28 + 25 * skew**2`` at any
-skewness, and with fewer (clusters; prompts are at least :func:`min_prompts`) the test assumes
-roughly normal units."""
+SKEW_UNITS = 20
+"""Fewest units whose skewness the rules act on (its standard error is about sqrt(6 / m): 0.55 at 20)."""
 
 
 def settle(margin: np.ndarray | float, size: np.ndarray | float) -> np.ndarray:
@@ -119,8 +114,8 @@ def min_prompts(alpha: float) -> int:
 
 
 def cochran_units(skew: float | np.ndarray) -> np.ndarray:
-    """Units the Sugden-Smith-Jones form of Cochran's rule asks for at this skewness: ``28 + 25 * skew**2``."""
-    return SSJ_OFFSET + COCHRAN * np.square(skew)
+    """Units Cochran's rule asks for at this skewness: ``25 * skew**2``."""
+    return COCHRAN * np.square(skew)
 
 
 # -- the paired test -----------------------------------------------------------------------------
@@ -318,8 +313,8 @@ def decide(
     1. The test: :func:`mean_test` on prompts, or :func:`cluster_test` (CR2, Bell-McCaffrey) on clusters.
     2. Fewer than :func:`min_prompts` prompts: neither side is decided (a failure on one prompt in
        ten could be missing from the sample), unless the values are ``exact``.
-    3. Cochran's rule (Sugden-Smith-Jones form): a side is not decided while its units are skewed
-       against it and ``m < 28 + 25 * skew**2`` (checked with ``SKEW_UNITS`` or more units), unless
+    3. Cochran's rule: a side is not decided while its units are skewed against it and
+       ``m < 25 * skew**2`` (checked with ``SKEW_UNITS`` or more units), unless
        Cantelli's shape-free bound ``1 / (1 + t^2)`` is already below alpha.
     Vectorised along the last axis; reasons are given for 1-D input.
     """
@@ -357,7 +352,7 @@ def decide(
             if skewed:
                 reasons[side].append(
                     f"the {'clusters' if groups is not None else 'prompts'} are skewed {word} (skewness "
-                    f"{float(skew):.2g}): Cochran's rule (28 + 25 skew²) asks for "
+                    f"{float(skew):.2g}): Cochran's rule asks for "
                     f"{math.ceil(float(skew_limit))} units, not {m}"
                 )
     return Decision(

@@ -105,32 +105,13 @@ def test_hardest_monotonic_cell_is_calibrated():
     assert _claim_rate(np.asarray(concordance, dtype=float)) <= ALPHA + 3 * np.sqrt(ALPHA * (1 - ALPHA) / 4000)
 
 
-def _recovery_noise(kind: str, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-    """Noise times each prompt's clean-base gap, as recovery claims see it (benchmarks/calibration_table.py)."""
-    return 0.25 * _centered(kind, rng, shape) * (2.0 + 0.5 * rng.normal(size=shape))
-
-
-# Cells that were liberal with Cochran's plain rule (0.066-0.073 at 5,000 simulations) and are calibrated with
-# the Sugden-Smith-Jones form, n > 28 + 25 skew**2.
-SKEWED_AT_30 = [
-    ("recovery: lognormal 0.5 against", _recovery_noise, "-lognormal:0.5"),
-    ("relative: lognormal 0.5 against", _scaled_noise, "-lognormal:0.5"),
-    ("relative: lognormal 1 against", _scaled_noise, "-lognormal:1"),
-]
-
-
-@pytest.mark.parametrize(("label", "noise", "kind"), SKEWED_AT_30, ids=[c[0] for c in SKEWED_AT_30])
-def test_left_skewed_cells_at_n_30_are_calibrated(label, noise, kind):
-    rng = np.random.default_rng(zlib.crc32(label.encode()))
-    assert _claim_rate(noise(kind, rng, (5000, 30))) <= ALPHA + 3 * np.sqrt(ALPHA * (1 - ALPHA) / 5000)
-
-
 @pytest.mark.slow
-def test_documented_limit_left_skewed_recovery_at_n_500():
-    """docs/statistics.md: at n = 500 a long left tail the sample does not show stays slightly liberal (about 0.058)."""
-    rng = np.random.default_rng(501)
-    rate = _claim_rate(_recovery_noise("-lognormal:0.5", rng, (20_000, 500)))
-    assert 0.045 < rate < 0.07
+@pytest.mark.parametrize("n", [30, 500])
+def test_documented_limit_scaled_lognormal_recovery(n):
+    """docs/statistics.md: recovery with lognormal sigma 0.5 noise scaled per prompt is somewhat liberal (0.06-0.07)."""
+    rng = np.random.default_rng(n + 1)
+    rate = _claim_rate(_scaled_noise("-lognormal:0.5", rng, (20_000, n)))
+    assert 0.045 < rate < 0.085
 
 
 @pytest.mark.parametrize("clusters", [10, 30])
