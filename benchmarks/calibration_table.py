@@ -164,8 +164,10 @@ def _header(sizes: tuple[int, ...]) -> str:
     return "| per-prompt changes | " + " | ".join(f"n={n}" for n in sizes) + " |\n| --- |" + " --- |" * len(sizes)
 
 
-def calibration(kinds: list[str], sizes: tuple[int, ...], sims: int, clusters: bool, alpha: float = ALPHA) -> None:
-    """Print one markdown table per claim kind."""
+def calibration(
+    kinds: list[str], sizes: tuple[int, ...], sims: int, clusters: bool, alpha: float = ALPHA, rows_like: str = ""
+) -> None:
+    """Print one markdown table per claim kind (only the rows whose label contains ``rows_like``)."""
     for kind in kinds:
         print(f"\n**{kind}** (alpha = {alpha:g}, {sims:,} simulations per cell)\n")
         print(_header(sizes))
@@ -178,6 +180,8 @@ def calibration(kinds: list[str], sizes: tuple[int, ...], sims: int, clusters: b
                     for icc in (0.3, 0.8):
                         rows.append((f"clusters: {pattern}, G={g}, ICC {icc}", None, (pattern, g, icc)))  # type: ignore[arg-type]
         for label, draw, spec in rows:
+            if rows_like not in label:
+                continue
             cells = []
             for n in sizes:
                 rng = np.random.default_rng(_seed(kind, label, n))
@@ -242,7 +246,7 @@ def power_table(sims: int) -> None:
         observed = _holds(margins, None, ALPHA)[0]
         reported = float(np.mean([_reported(row, gap, ALPHA) for row in margins[:200]]))
         plain = stats.power(gap, sd, n, ALPHA)
-        sample = population[:20_000] if skew < 0 else None  # counts the chance of passing Cochran's rule
+        sample = population[:20_000]  # counts the chance of passing Cochran's rule
         needed = stats.units_needed(gap, sd, ALPHA, skew=skew, sample=sample) or n
         needed = max(needed, stats.min_prompts(ALPHA), math.ceil(float(stats.cochran_units(min(skew, 0.0)))))
         there = _holds(gap + draw(rng, (sims, needed)), None, ALPHA)[0]
@@ -269,6 +273,7 @@ def main() -> None:
     parser.add_argument("--kinds", default="increase,decrease,relative,no_change,recovery,monotonic")
     parser.add_argument("--no-clusters", action="store_true", help="skip the cluster rows")
     parser.add_argument("--alpha", type=float, default=ALPHA, help="per-claim alpha for the calibration tables")
+    parser.add_argument("--rows", default="", help="only the calibration rows whose label contains this text")
     parser.add_argument("--skip", default="", help="comma-separated sections to skip: calibration,flip,power")
     args = parser.parse_args()
     sims = args.sims or (1000 if args.quick else 5000)
@@ -278,7 +283,7 @@ def main() -> None:
     skip = set(args.skip.split(","))
     started = time.time()
     if "calibration" not in skip:
-        calibration(args.kinds.split(","), sizes, sims, not args.no_clusters, args.alpha)
+        calibration(args.kinds.split(","), sizes, sims, not args.no_clusters, args.alpha, args.rows)
     if "flip" not in skip:
         flip_table(sizes, sims)
     if "power" not in skip:

@@ -82,6 +82,7 @@ def decide(
     against: np.ndarray | None = None,
     margins: np.ndarray | None = None,
     sweep: dict[str, Any] | None = None,
+    rate: float | None = None,
 ) -> Verdict:
     """The Verdict on a claim from its test (p-values, or ``decision``, which also says which sides may
     be decided), recorded for the running test; raises ClaimRefuted or ClaimInconclusive unless it HOLDS.
@@ -89,7 +90,8 @@ def decide(
     ``spread`` holds the test's units in the estimate's scale when there is no ``decision``;
     ``unit_scale`` converts the decision's margins to the estimate's scale; ``gap`` is the distance
     between the estimate and the boundary the test must resolve; ``against`` marks the prompts
-    that go against the claim, ``margins`` their signed margins (for the few-prompts note).
+    that go against the claim, ``margins`` their signed margins (for the few-prompts note); ``rate``
+    is a grouped flip-rate claim's rate (its power follows the all-or-nothing bound too).
     """
     __tracebackhide__ = True
     refusals: tuple[str, ...] = ()
@@ -103,7 +105,10 @@ def decide(
     if decision is not None and outcome == INCONCLUSIVE:
         refusals = tuple(dict.fromkeys((*decision.refused_holds, *decision.refused_refuted)))
     gap = max(0.0, float(stats.settle(gap, abs(estimate) + abs(threshold))))
-    plan = _power_plan(decision, spread, unit_scale, gap, estimate, threshold, alpha, kind, effect.groups, margins)
+    if rate is not None and spread is not None:
+        plan = _rate_plan(spread, gap, estimate, rate, alpha)
+    else:
+        plan = _power_plan(decision, spread, unit_scale, gap, estimate, threshold, alpha, kind, effect.groups, margins)
     share = 0.0 if against is None or len(against) == 0 else float(np.mean(against))
     extra = [f"not decided: {reason}" for reason in refusals]
     extra += _few_prompts_note(margins)
@@ -111,6 +116,8 @@ def decide(
         extra.append(plan.reason)
     if not (np.isfinite(interval.low) and np.isfinite(interval.high)):
         extra.append("interval not computable: some resamples have no finite value (a denominator summing to 0)")
+    else:
+        extra += _interval_note(outcome, interval, threshold, kind)
     verdict = Verdict(
         outcome=outcome,
         claim=claim,
@@ -205,7 +212,7 @@ def _power_plan(
         decidable = 1.0 if units is None else _decidable(units, side)
         power = stats.power(gap, sd, m, alpha, skew=oriented, df=df, decidable=decidable)
         mde = stats.minimum_detectable(sd, m, alpha, skew=oriented, df=df)
-        sample = units if units is not None and oriented < 0 else None  # skewed against: count Cochran's rule
+        sample = units  # count the chance that a sample of the size advised still fails Cochran's rule
         needed = (
             stats.units_needed(gap, sd, alpha, skew=oriented, sample=sample, side=side, seed=settings.seed)
             if gap > 0
@@ -215,6 +222,25 @@ def _power_plan(
     if needed is not None:
         needed = max(needed, skew_needed, rules)
     return _Plan(power, mde, needed)
+
+
+def _rate_plan(spread: np.ndarray, gap: float, estimate: float, rate: float, alpha: float) -> _Plan:
+    """Power advice for a grouped flip rate from its test: the cluster t and the all-or-nothing bound."""
+    sd, m = _scaled_sd(spread), len(spread)
+    if not sd > 0:
+        return _Plan(None, None, None, "power not computable: the clusters' flip shares have no spread")
+    side = 1.0 if estimate >= rate else -1.0
+    skew = side * stats.skewness(spread)  # as the deciding side's test sees it
+    power = stats.rate_power(gap, sd, m, rate, alpha, side=side, skew=skew)
+    mde = stats.rate_minimum_detectable(sd, m, rate, alpha, side=side, skew=skew)
+    needed = stats.rate_units_needed(gap, sd, rate, alpha, side=side, skew=skew) if gap > 0 else None
+    reason = ""
+    if mde is None:
+        reason = (
+            f"minimum detectable effect not computable: with {m} clusters the all-or-nothing bound cannot show a "
+            f"rate {'above' if side > 0 else 'below'} {rate:g} at 80% power for any true rate"
+        )
+    return _Plan(power, mde, needed, reason)
 
 
 def _decidable(units: np.ndarray, side: float) -> float:
@@ -228,6 +254,26 @@ def _scaled_sd(values: np.ndarray) -> float:
     if scale == 0 or len(values) < 2:
         return 0.0
     return float((values / scale).std(ddof=1) * scale)
+
+
+def _interval_note(outcome: str, interval: stats.ConfidenceInterval, threshold: float, kind: str) -> list[str]:
+    """A note when the bootstrap interval, read as a test, would give another verdict than the test did."""
+    low, high = interval.low, interval.high
+    if kind == "equivalence":
+        says = (
+            HOLDS if -threshold < low and high < threshold else REFUTED if low > threshold or high < -threshold else ""
+        )
+    else:
+        says = HOLDS if low > threshold else REFUTED if high < threshold else ""
+    says = says or INCONCLUSIVE
+    if says == outcome:
+        return []
+    where = "excludes" if says != INCONCLUSIVE else "includes"
+    return [
+        f"the {100 * interval.level:.4g}% bootstrap interval [{low:.4g}, {high:.4g}] {where} the threshold "
+        f"{'±' if kind == 'equivalence' else ''}{threshold:.4g}, so on its own it would say {says}; the "
+        f"test decides the verdict ({outcome}): the interval is an approximate bootstrap, not the test"
+    ]
 
 
 def _few_prompts_note(margins: np.ndarray | None) -> list[str]:

@@ -270,6 +270,7 @@ class Effect:
             per_prompt=self.flipped.astype(float),
             test=test,
             against=~self.flipped,
+            rate=None if self.groups is None else float(at_least),
         )
 
     # -- shared machinery --------------------------------------------------------------------

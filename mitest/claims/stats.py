@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+from scipy.integrate import quad
 from scipy.optimize import brentq
 
 from mitest.errors import ResampleWarning, StatsError
@@ -313,7 +314,7 @@ def decide(
     2. Fewer than :func:`min_prompts` prompts: neither side is decided (a failure on one prompt in
        ten could be missing from the sample), unless the values are ``exact``.
     3. Cochran's rule: a side is not decided while its units are skewed against it and
-       ``m < 25 * skew**2`` (checked with ``SKEW_UNITS`` or more units; fewer cannot show a skew), unless
+       ``m < 25 * skew**2`` (checked with ``SKEW_UNITS`` or more units), unless
        Cantelli's shape-free bound ``1 / (1 + t^2)`` is already below alpha.
     Vectorised along the last axis; reasons are given for 1-D input.
     """
@@ -351,7 +352,8 @@ def decide(
             if skewed:
                 reasons[side].append(
                     f"the {'clusters' if groups is not None else 'prompts'} are skewed {word} (skewness "
-                    f"{float(skew):.2g}): Cochran's rule asks for {math.ceil(float(skew_limit))} units, not {m}"
+                    f"{float(skew):.2g}): Cochran's rule asks for "
+                    f"{math.ceil(float(skew_limit))} units, not {m}"
                 )
     return Decision(
         p_holds=holds.pvalue,
@@ -575,6 +577,86 @@ def power(
     return float(decidable * _nct_sf(critical, df, gap * math.sqrt(m) / sd))
 
 
+def bound_share(clusters: int, rate: float, alpha: float) -> float | None:
+    """Smallest mean cluster flip share the all-or-nothing bound of :func:`rate_test` accepts as above ``rate``.
+
+    ``k / G`` with ``P(Binomial(G, rate) >= k) = alpha`` (the continuous extension); None when not even
+    every cluster flipping reaches alpha (``rate ** G >= alpha``).
+    """
+    if rate <= 0:
+        return 0.0
+    if rate**clusters >= alpha:
+        return None
+    k = brentq(lambda k: float(sps.beta.cdf(rate, k, clusters - k + 1)) - alpha, 1e-12, clusters, xtol=1e-10)
+    return k / clusters
+
+
+def rate_power(
+    gap: float, sd: float, clusters: int, rate: float, alpha: float, *, side: float = 1.0, skew: float = 0.0
+) -> float:
+    """Power of the grouped flip-rate test (:func:`rate_test`) to resolve ``gap`` from ``rate`` with ``clusters``.
+
+    The test needs both parts: the cluster t (its critical value with Hall's correction at the units'
+    ``skew`` as this side's test sees it, ``G - 1`` df) and the estimate beyond the all-or-nothing
+    bound (:func:`bound_share`), so the critical t is the larger of the two. ``side`` -1 is the test
+    of a rate below ``rate``. 0 when the bound cannot be reached at this G.
+    """
+    mirrored = rate if side > 0 else 1.0 - rate
+    share = bound_share(clusters, mirrored, alpha)
+    if share is None:
+        return 0.0
+    if not sd > 0:
+        return 1.0 if gap >= share - mirrored else 0.0
+    floor = (share - mirrored) * math.sqrt(clusters) / sd  # the bound in standard errors above the rate
+    return _joint_sf(
+        _critical(alpha, clusters - 1, clusters, skew), clusters - 1, gap * math.sqrt(clusters) / sd, floor
+    )
+
+
+def _joint_sf(critical: float, df: float, noncentrality: float, floor: float) -> float:
+    """``P(T > critical and Z + noncentrality > floor)`` for the noncentral ``T = (Z + noncentrality) / sqrt(V / df)``.
+
+    With ``V`` chi-squared on ``df`` independent of ``Z``: the integral over ``Z`` of the chance that
+    the spread estimate is small enough for ``T`` to pass ``critical``.
+    """
+    start = max(floor, 0.0) - noncentrality
+
+    def integrand(z: float) -> float:
+        return float(sps.norm.pdf(z) * sps.chi2.cdf(df * ((z + noncentrality) / critical) ** 2, df))
+
+    if start > 40:
+        return 0.0
+    value, _ = quad(integrand, start, max(start, 0.0) + 40.0, limit=200)
+    return min(1.0, max(0.0, value))
+
+
+def rate_minimum_detectable(
+    sd: float, clusters: int, rate: float, alpha: float, target: float = 0.8, *, side: float = 1.0, skew: float = 0.0
+) -> float | None:
+    """Smallest gap the grouped flip-rate test resolves with probability ``target``; None if none within [0, 1]."""
+    room = (1.0 - rate) if side > 0 else rate
+
+    def short(g: float) -> float:
+        return rate_power(g, sd, clusters, rate, alpha, side=side, skew=skew) - target
+
+    return None if short(room) < 0 else float(brentq(short, 0.0, room, xtol=1e-12))
+
+
+def rate_units_needed(
+    gap: float, sd: float, rate: float, alpha: float, target: float = 0.8, *, side: float = 1.0, skew: float = 0.0
+) -> int | None:
+    """Clusters the grouped flip-rate test needs to resolve ``gap`` with probability ``target`` (None: beyond 2^20)."""
+    if gap <= 0:
+        return None
+
+    def enough(m: int) -> bool:
+        return rate_power(gap, sd, m, rate, alpha, side=side, skew=skew) >= target
+
+    if not enough(2**20):
+        return None
+    return _smallest(enough, (sps.norm.isf(alpha) + 1) * max(sd, 1e-12) / gap)
+
+
 def _nct_sf(x: float, df: float, noncentrality: float) -> float:
     """``P(T > x)`` for noncentral t; the normal limit where scipy's series do not converge (huge noncentrality)."""
     if abs(noncentrality) < 1e4:
@@ -643,8 +725,8 @@ def units_needed(
 ) -> int | None:
     """Units needed for the claim test to resolve ``gap`` with probability ``target``.
 
-    With ``sample`` (units like the ones observed, skewed against the test), the power counts the
-    chance that a sample of that size passes Cochran's rule (:func:`decidable_share`). None when the
+    With ``sample`` (units like the ones observed), the power counts the chance that a sample of
+    that size passes Cochran's rule (:func:`decidable_share`). None when the
     gap is too small relative to the spread for any realistic sample.
     """
     if gap <= 0 or sd <= 0 or not math.isfinite(gap / sd):

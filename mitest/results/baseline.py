@@ -388,20 +388,18 @@ def _gate(
     note: str,
 ) -> dict[str, Any]:
     """Whether the paired values show (evidence) or fail to rule out (prove) a drop beyond the allowance."""
-    from mitest.claims.stats import mean_test, units
-
     allowed = margin * abs(float(old["gap"]))  # the share of its room above the boundary a claim may lose
-    drops = units(old_values - new_values, old.get("group"))
+    drops = old_values - new_values
     drop = float(drops.mean())
     fell = f"effect went from {old_values.mean():.4g} to {new_values.mean():.4g}"
     fell += f" (drop {drop:.4g}, allowed {allowed:.4g})"
     scale = max(float(np.abs(old_values).max()), float(np.abs(new_values).max()), 1e-300)
-    if float(np.ptp(drops)) <= RELATIVE_TOLERANCE * scale:  # every unit dropped by the same amount: decided exactly
+    if float(np.ptp(drops)) <= RELATIVE_TOLERANCE * scale:  # every prompt dropped by the same amount: decided exactly
         p_beyond = 0.0 if drop - allowed > RELATIVE_TOLERANCE * scale else 1.0
         p_within = 0.0 if allowed - drop > RELATIVE_TOLERANCE * scale or drop <= 0 else 1.0
     else:
-        p_beyond = float(mean_test(drops - allowed, "greater").pvalue)
-        p_within = float(mean_test(allowed - drops, "greater").pvalue)
+        p_beyond = _drop_p(drops - allowed, old.get("group"))
+        p_within = _drop_p(allowed - drops, old.get("group"))
     numbers = {"drop": drop, "allowed": allowed, "p_beyond": p_beyond, "p_within": p_within, "gate": gate}
     if p_beyond < alpha:
         return {
@@ -418,6 +416,15 @@ def _gate(
             f"(p = {p_within:.2g}, alpha {alpha:.2g}); baseline {before}{note}",
         }
     return {**numbers, "status": "ok", "message": f"{fell}; no evidence of a drop beyond it (p = {p_beyond:.2g}){note}"}
+
+
+def _drop_p(margins: np.ndarray, groups: list[Any] | None) -> float:
+    """p-value of ``mean(margins) > 0``: the claims' paired test (CR2 with Bell-McCaffrey df when grouped)."""
+    from mitest.claims.stats import cluster_test, mean_test
+
+    if groups is not None:
+        return float(cluster_test(margins, groups, "greater").pvalue)
+    return float(mean_test(margins, "greater").pvalue)
 
 
 def _drift_note(moved: dict[str, dict[str, float]]) -> str:

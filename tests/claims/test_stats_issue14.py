@@ -391,3 +391,78 @@ def test_an_unbounded_interval_says_why(monkeypatch):
     )
     assert (verdict.low, verdict.high) == (-np.inf, np.inf)
     assert any(note.startswith("interval not computable") for note in verdict.notes)
+
+
+# -- the reported interval and the test -------------------------------------------------------------
+
+
+def test_an_interval_that_disagrees_with_the_test_is_noted():
+    """Below min_prompts the test does not decide, though the interval excludes the threshold: say so."""
+    rng = np.random.default_rng(0)
+    clean = rng.normal(size=20)
+    effect = mt.Effect.from_values(clean, clean + 1 + 0.3 * rng.normal(size=20))
+    verdict = _outcome(lambda: effect.expect_increase(at_least=0.5))
+    assert verdict.outcome == mt.INCONCLUSIVE and verdict.low > 0.5
+    (note,) = [n for n in verdict.notes if "bootstrap interval" in n]
+    assert "would say HOLDS" in note and "test decides the verdict (INCONCLUSIVE)" in note
+
+
+def test_an_interval_that_agrees_with_the_test_adds_no_note():
+    rng = np.random.default_rng(0)
+    clean = rng.normal(size=60)
+    verdict = mt.Effect.from_values(clean, clean + 1 + 0.3 * rng.normal(size=60)).expect_increase(at_least=0.5)
+    assert verdict.low > 0.5 and not [n for n in verdict.notes if "bootstrap interval" in n]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "low", "high", "kind", "says"),
+    [
+        (mt.HOLDS, 0.4, 0.9, "effect", "INCONCLUSIVE"),
+        (mt.REFUTED, 0.6, 0.9, "effect", "HOLDS"),
+        (mt.INCONCLUSIVE, -0.2, 0.2, "equivalence", "HOLDS"),
+        (mt.HOLDS, 0.6, 0.8, "equivalence", "REFUTED"),
+    ],
+)
+def test_interval_notes_name_what_the_interval_would_say(outcome, low, high, kind, says):
+    from mitest.claims.decide import _interval_note
+
+    (note,) = _interval_note(outcome, stats.ConfidenceInterval(low, high, 0.9), 0.5, kind)
+    assert f"would say {says}" in note and f"({outcome})" in note
+
+
+# -- grouped flip-rate power follows the test used ------------------------------------------------
+
+
+def _beta_binomial_flips(rng, sims: int, clusters: int, per: int, rate: float, icc: float) -> np.ndarray:
+    total = 1 / icc - 1
+    shares = rng.beta(rate * total, (1 - rate) * total, (sims, clusters))
+    return (rng.random((sims, clusters * per)) < np.repeat(shares, per, axis=1)).astype(float)
+
+
+@pytest.mark.parametrize(("clusters", "rate", "true"), [(30, 0.8, 0.9), (15, 0.5, 0.7), (40, 0.9, 0.96)])
+def test_grouped_flip_rate_power_follows_the_all_or_nothing_bound(clusters, rate, true):
+    """The reported power is the combined test's (cluster t and the bound), not the plain t's (50+ points high)."""
+    rng = np.random.default_rng(clusters)
+    groups = np.repeat(np.arange(clusters), 6)
+    flips = _beta_binomial_flips(rng, 2000, clusters, 6, true, 0.3)
+    observed = float((stats.rate_test(flips, groups, rate, "greater").pvalue < ALPHA).mean())
+    reported, plain = [], []
+    for row in flips[:200]:
+        units = stats.units(row, groups)
+        sd, skew = units.std(ddof=1), stats.skewness(units)
+        reported.append(stats.rate_power(true - rate, sd, clusters, rate, ALPHA, skew=skew))
+        plain.append(stats.power(true - rate, sd, clusters, ALPHA))
+    assert abs(float(np.mean(reported)) - observed) <= 0.05
+    assert float(np.mean(plain)) - observed > 0.3  # what the verdict reported before
+
+
+def test_grouped_flip_rate_advice_says_when_the_bound_cannot_be_reached():
+    """Twenty clusters cannot show a rate above 0.9 (0.9 ** 20 > alpha): power 0, no MDE, and why."""
+    rng = np.random.default_rng(2)
+    groups = np.repeat(np.arange(20), 8)
+    flipped = rng.random(160) < np.repeat(np.clip(rng.normal(0.95, 0.05, 20), 0, 1), 8)
+    effect = mt.Effect.from_values(np.zeros(160), np.zeros(160), groups=groups, flipped=flipped)
+    verdict = _outcome(lambda: effect.expect_flip_rate(at_least=0.9))
+    assert verdict.outcome == mt.INCONCLUSIVE and verdict.power == 0.0 and verdict.mde is None
+    assert any("all-or-nothing bound cannot show a rate above 0.9" in note for note in verdict.notes)
+    assert verdict.n_needed is not None and 0.9**verdict.n_needed < ALPHA

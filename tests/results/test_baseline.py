@@ -265,3 +265,32 @@ def test_a_changed_custom_metric_changes_the_claim():
     intervention = __import__("mitest").ablate("blocks.0.hook_mlp_out")
     keys = {claim_identity("m", Fake(), intervention, Custom(fn))["metric"] for fn in (first, second)}
     assert len(keys) == 2
+
+
+def _grouped_compare(old_values, new_values, groups, gap=0.5):
+    old_record, new_record = _record(old_values, gap=gap), _record(new_values, gap=gap)
+    for record in (old_record, new_record):
+        record["per_prompt"]["group"] = list(groups)
+    return baseline.compare(baseline.entry(old_record), new_record, margin=0.2, alpha=0.05, gate="evidence")
+
+
+def test_the_gate_uses_the_claims_cr2_cluster_test():
+    """One implementation: the grouped gate's p-value is stats.cluster_test's (CR2, Bell-McCaffrey df)."""
+    from mitest.claims import stats
+
+    rng = np.random.default_rng(5)
+    groups = np.repeat(np.arange(4), [2, 4, 8, 16])
+    old = np.linspace(1, 2, 30)
+    new = old - 0.1 - np.repeat(rng.normal(0, 0.1, 4), [2, 4, 8, 16]) - rng.normal(0, 0.05, 30)
+    result = _grouped_compare(old, new, groups)
+    drops = old - new
+    expected = stats.cluster_test(drops - result["allowed"], groups, "greater").pvalue
+    assert result["p_beyond"] == pytest.approx(expected, rel=1e-12)
+    cr1 = stats.mean_test(stats.units(drops - result["allowed"], groups), "greater").pvalue
+    assert abs(result["p_beyond"] - cr1) > 1e-3  # the old CR1 test on cluster units gives another answer
+
+
+def test_equal_cluster_drops_are_not_decided_exactly():
+    """Two templates whose mean drops are equal are two units (p = 0.25), not a noise-free drop."""
+    result = _grouped_compare(np.ones(4), np.ones(4) - [0.2, 1, 1, 0.2], list("aabb"))
+    assert result["status"] == "ok" and result["p_beyond"] == 0.25
