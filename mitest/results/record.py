@@ -229,6 +229,20 @@ def run_problem(run: dict) -> str | None:
         problem = _fields_problem(entry, _UNDECIDED_FIELDS, f"undecided claim {i}")
         if problem:
             return problem
+    return _listings_problem(run)
+
+
+def _listings_problem(run: dict) -> str | None:
+    """Problems in the run's lists of problems, orphaned and stale baseline entries."""
+    for name in ("problems", "orphans", "stale"):
+        entries = run.get(name) or []
+        if not isinstance(entries, list):
+            return f"{name} is not a list"
+        if name != "stale" and not all(isinstance(entry, str) for entry in entries):
+            return f"{name} is not a list of strings"
+    for i, entry in enumerate(run.get("stale") or []):
+        if not (isinstance(entry, dict) and all(isinstance(entry.get(key), str) for key in ("key", "reason"))):
+            return f"stale entry {i} is not an object with a 'key' and a 'reason' string"
     return None
 
 

@@ -189,3 +189,21 @@ def test_a_sweep_field_that_is_not_an_object_is_a_problem():
     assert run_problem(run) == "claim 1: sweep is a list, not an object"
     run["claims"][1]["sweep"] = None
     assert run_problem(copy.deepcopy(run)) is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("stale", True, "stale is not a list"),
+        ("stale", [{"key": 1}], "stale entry 0"),
+        ("orphans", [3], "orphans is not a list of strings"),
+        ("problems", "oops", "problems is not a list"),
+    ],
+)
+def test_malformed_run_listings_are_a_problem_not_a_crash(field, value, problem):
+    """Found by the run-file fuzz test: ``"stale": true`` crashed the renderer with a TypeError."""
+    from mitest.results.report import build_run
+
+    run = json.loads(json.dumps(build_run([], alpha=0.05, correction="holm", seed=0, profile="default")))
+    run[field] = value
+    assert problem in (run_problem(run) or "")

@@ -226,3 +226,19 @@ def test_a_cell_that_changes_nothing_warns_and_strict_raises():
         mt.sweep(model, prompts, template, mt.metrics.logit_diff)
     with pytest.raises(mt.MitestError, match="changed nothing"):
         mt.sweep(model, prompts, template, mt.metrics.logit_diff, strict=True)
+
+
+def test_a_patch_sweep_captures_its_sources_in_one_pass():
+    hf = build("gpt2")
+    model = mt.Model.from_hf(hf)
+    prompts = random_prompts(n=4)
+    passes = []
+    handle = hf.transformer.wte.register_forward_hook(lambda *args: passes.append(1))
+    try:
+        with _quiet():
+            mt.sweep(model, prompts, mt.patch(mt.heads("*"), source="clean"), mt.metrics.logit_diff)
+    finally:
+        handle.remove()
+    # clean and corrupted metric runs, one capture of both layers' sources (not one per layer), and the
+    # sweep's pass (its 8 cells share it, starting at layer 0: no residual to capture)
+    assert len(passes) == 4
