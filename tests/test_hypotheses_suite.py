@@ -33,6 +33,7 @@ CIRCUIT_TESTS = {
     "hypotheses/test_induction_sufficiency.py::test_the_strongest_induction_head_alone_recovers_a_share",
     "hypotheses/test_induction_circuit.py::test_the_induction_circuit_explains_the_repeat_loss",
     "hypotheses/test_induction_circuit.py::test_the_previous_token_head_reaches_the_answer_through_the_keys",
+    "hypotheses/test_induction_sweep.py::test_only_the_circuit_heads_matter",
     "hypotheses/test_prompt_families.py::test_the_model_completes_every_repeat",
     "hypotheses/test_prompt_families.py::test_ablating_the_induction_heads_lowers_every_answer",
     "hypotheses/test_prompt_families.py::test_induction_heads_are_necessary_across_the_family",
