@@ -73,18 +73,18 @@ def _same_replacement(first: Edited, second: Edited) -> bool:
 
 def _without_repeats(parts: tuple[Intervention, ...]) -> list[Intervention]:
     """Each ``"replace"`` part with the sites no earlier part set the same way; parts left empty dropped."""
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, Site]] = set()
     kept = []
     for part in parts:
         sites = getattr(part, "sites", None)
         if part.combines != "replace" or not isinstance(sites, Sites):
             kept.append(part)
             continue
-        how = _replacement(part)
+        how = _replacement(part) if len(parts) > 1 else ""  # one part repeats only its own sites
         fresh = []
         for site in sites:
-            if (how, site.key()) not in seen:
-                seen.add((how, site.key()))
+            if (how, site) not in seen:
+                seen.add((how, site))
                 fresh.append(site)
         if len(fresh) == len(sites):
             kept.append(part)
@@ -106,7 +106,7 @@ def _meet(first: Edited, second: Edited, inputs: Prompts) -> bool:
         return not (p.name.endswith(_HEAD_INPUTS) and q.name.endswith(_HEAD_INPUTS))
     if a.index is not None and b.index is not None and not set(a.index) & set(b.index):
         return False
-    if a.positions == ALL or b.positions == ALL:
+    if a.positions == ALL and b.positions == ALL:
         return True
     width = inputs.tokens.shape[1]
     masks = [site.positions.mask(inputs.lengths, width, inputs.index) for site in (a, b)]

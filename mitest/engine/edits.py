@@ -34,8 +34,9 @@ class Edit:
     adds: bool = False
 
 
-def apply(edit: Edit, view: torch.Tensor, batch: Prompts) -> torch.Tensor:
-    """The activation ``view`` of ``batch`` after ``edit``."""
+def apply(edit: Edit, view: torch.Tensor, batch: Prompts) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The activation ``view`` of ``batch`` after ``edit``, and the mask of the entries it covers
+    (None: all of them)."""
     site, point = edit.site, edit.point
     value = edit.value(view, batch)
     if edit.project:
@@ -46,7 +47,7 @@ def apply(edit: Edit, view: torch.Tensor, batch: Prompts) -> torch.Tensor:
         keys = torch.arange(view.shape[-1], device=view.device) < batch.lengths.to(view.device)[:, None]
         value = value * keys[:, None, None, :]
     select = selection_mask(view, batch, site)
-    return value if select is None else torch.where(select, value, view)
+    return (value if select is None else torch.where(select, value, view)), select
 
 
 def selection_mask(view: torch.Tensor, batch: Prompts, site: Site) -> torch.Tensor | None:

@@ -27,24 +27,26 @@ def effect_of(
 ) -> Effect:
     """The Effect of a run: ``values`` are the clean, intervened and base metric per prompt."""
     clean, intervened, corrupted = values
+    spec = intervention.to_dict()
     return Effect(
         clean=clean,
         intervened=intervened,
         corrupted=corrupted,
         groups=prompts.groups,
-        intervention=intervention.to_dict(),
+        intervention=spec,
         metric=metric.name,
         hooks=tuple({"site": s.site, "fired": s.fired, "changed": s.changed} for s in stats),
         flipped=flipped,
-        identity=claim_identity(engine.model.revision_at(engine.version), prompts, intervention, metric),
+        identity=claim_identity(engine.model.revision_at(engine.version), prompts, spec, metric),
         notes=notes,
     )
 
 
-def claim_identity(revision: str, prompts: Prompts, intervention: Intervention, metric: Metric) -> dict[str, Any]:
-    """What produced an Effect's values: hashes of everything but floats, which are listed as
-    ``parameters`` (compared with a tolerance) and ``derived`` vectors (compared, never matched on)."""
-    spec = identity(intervention.to_dict())
+def claim_identity(revision: str, prompts: Prompts, intervention: dict[str, Any], metric: Metric) -> dict[str, Any]:
+    """What produced an Effect's values (``intervention`` is the spec's ``to_dict()``): hashes of
+    everything but floats, which are listed as ``parameters`` (compared with a tolerance) and
+    ``derived`` vectors (compared, never matched on)."""
+    spec = identity(intervention)
     measured = None if isinstance(metric, Custom) else identity(metric.to_dict())
     custom = f"custom:{metric.name}:{digest(source_key(metric.fn))}" if isinstance(metric, Custom) else ""
     return {

@@ -9,6 +9,7 @@ attention function registered with transformers; it is switched on only while a 
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import weakref
 from collections.abc import Callable, Iterator
@@ -32,8 +33,8 @@ _PATTERN_EDITS: weakref.WeakKeyDictionary[nn.Module, list[Callable[[torch.Tensor
 
 @dataclass
 class HookStats:
-    """What one installed hook did: how often it fired and whether it changed anything (beyond a few
-    roundings of the activation)."""
+    """What one hook or edit did: how often it fired and whether it changed anything. A :class:`HookSet`
+    counts fires; whoever applies the edits (the engine) decides ``changed``."""
 
     site: str
     fired: int = 0
@@ -85,10 +86,7 @@ def _wrap(point: ResolvedSite, edit: Edit, stats: HookStats) -> Callable[[torch.
             # A site shared across the batch (e.g. position embeddings, [1, pos, d]) becomes per-prompt.
             if raw.shape != view.shape or view.shape[0] != 1 or new.shape[1:] != view.shape[1:]:
                 raise RuntimeError(f"edit of {point.name} produced shape {tuple(new.shape)} for {tuple(view.shape)}")
-            stats.changed |= not _close(new, view.expand_as(new))
             return new.clone()
-        if not _close(new, view):
-            stats.changed = True
         out = raw.clone()
         point.view(out).copy_(new)
         return out
@@ -96,7 +94,7 @@ def _wrap(point: ResolvedSite, edit: Edit, stats: HookStats) -> Callable[[torch.
     return apply
 
 
-def _close(new: torch.Tensor, old: torch.Tensor) -> bool:
+def close(new: torch.Tensor, old: torch.Tensor) -> bool:
     """Whether ``new`` equals ``old`` up to a few roundings (edits that cancel leave rounding behind)."""
     if torch.equal(new, old):
         return True
@@ -186,7 +184,17 @@ def _install_residual_sum(point: ResolvedSite, apply: Callable[[torch.Tensor], t
 
 
 def _first_parameter(module: nn.Module) -> str:
-    return next(iter(inspect.signature(module.forward).parameters))
+    """The name of ``module.forward``'s first argument (the one a pre-hook edits when passed by keyword)."""
+    forward = module.forward
+    function = getattr(forward, "__func__", None)
+    if function is None:  # a plain function set on the instance
+        return next(iter(inspect.signature(forward).parameters))
+    return _first_argument(function)
+
+
+@functools.cache
+def _first_argument(method: Callable) -> str:
+    return list(inspect.signature(method).parameters)[1]
 
 
 @contextlib.contextmanager

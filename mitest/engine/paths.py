@@ -53,7 +53,7 @@ def path_inputs(
             Edit(Site(point.name), point, _frozen(point, held, senders, from_source.get(point.name)))
             for point, held in zip(held_points, clean, strict=True)
         ]
-        hooks, frozen = engine.hooks(freeze)
+        hooks, frozen, _ = engine.hooks(freeze)
         stores = {point.name: engine.reader(base, point, hooks) for point in points}
         engine.run(base, hooks, lambda batch, logits: None)
         check_fired(frozen + [stats for _, stats in stores.values()], engine.passes(base))

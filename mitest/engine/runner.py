@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from mitest import progress
-from mitest.engine.edits import Edit, apply, selection_mask
-from mitest.engine.hooks import HookSet, HookStats, eager_attention
+from mitest.engine.edits import Edit, apply
+from mitest.engine.hooks import HookSet, HookStats, close, eager_attention
 from mitest.errors import HookNotFiredError, MetricError
 from mitest.model.layouts import ResolvedSite
 from mitest.model.model import Model
@@ -90,23 +90,31 @@ class Engine:
         assert self._batch is not None, "read only inside a pass"
         return self._batch
 
-    def hooks(self, edits: list[Edit]) -> tuple[HookSet, list[HookStats]]:
-        """A hook set with every edit installed, and each edit's stats (did it change what it was given).
+    def hooks(self, edits: list[Edit]) -> tuple[HookSet, list[HookStats], list[HookStats]]:
+        """A hook set with every edit installed, each edit's stats, and each hook point's stats.
 
-        Edits of one hook point share one hook and apply in order; the hook set's own ``stats`` say,
-        per hook point, what they did together (a cancelling pair changes nothing).
+        Edits of one hook point share one hook and apply in order; a point's stats say what its edits
+        did together (a cancelling pair changes nothing).
         """
         hooks = HookSet(self.model.hf_model)
         stats = [HookStats(edit.point.name) for edit in edits]
         groups: dict[str, list[tuple[Edit, HookStats]]] = {}
         for edit, stat in zip(edits, stats, strict=True):
             groups.setdefault(edit.point.name, []).append((edit, stat))
-        for group in groups.values():
-            hooks.add(group[0][0].point, functools.partial(self._apply, group))
-        return hooks, stats
+        points = [HookStats(name) for name in groups]
+        for group, together in zip(groups.values(), points, strict=True):
+            hooks.add(group[0][0].point, functools.partial(self._apply, group, together))
+        return hooks, stats, points
 
-    def _apply(self, group: list[tuple[Edit, HookStats]], view: torch.Tensor) -> torch.Tensor:
-        return apply_in_order(group, view, self.batch())
+    def _apply(self, group: list[tuple[Edit, HookStats]], together: HookStats, view: torch.Tensor) -> torch.Tensor:
+        new = apply_in_order(group, view, self.batch())
+        together.fired += 1
+        if not together.changed:
+            if len(group) == 1:
+                together.changed = group[0][1].changed
+            else:
+                together.changed = not close(new, view if new.shape == view.shape else view.expand_as(new))
+        return new
 
     def metric_values(
         self, prompts: Prompts, metric: Metric, reference_from: Prompts | None = None
@@ -205,7 +213,7 @@ class Engine:
 
     def captured(self, prompts: Prompts, edits: list[Edit], points: list[ResolvedSite]) -> list[torch.Tensor]:
         """Activations at ``points`` (each ``[n, max_len, ...]``) with every edit installed."""
-        hooks, stats = self.hooks(edits)
+        hooks, stats, _ = self.hooks(edits)
         stores = [self.reader(prompts, point, hooks) for point in points]
         self.run(prompts, hooks, lambda batch, logits: None)
         check_fired(stats + [read for _, read in stores], self.passes(prompts))
@@ -216,7 +224,7 @@ class Engine:
     ) -> tuple[np.ndarray, np.ndarray, list[HookStats], list[HookStats]]:
         """Metric and top-1 token per prompt with every edit installed; also each edit's and each hook
         point's stats."""
-        hooks, stats = self.hooks(edits)
+        hooks, stats, together = self.hooks(edits)
         values: list[torch.Tensor] = []
         top1: list[np.ndarray] = []
 
@@ -226,7 +234,7 @@ class Engine:
             top1.append(top1_tokens(logits, batch))
 
         self.run(prompts, hooks, on_batch)
-        return to_numpy(values, metric), np.concatenate(top1), stats, hooks.stats
+        return to_numpy(values, metric), np.concatenate(top1), stats, together
 
 
 def apply_in_order(group: list[tuple[Edit, HookStats]], view: torch.Tensor, batch: Prompts) -> torch.Tensor:
@@ -236,13 +244,15 @@ def apply_in_order(group: list[tuple[Edit, HookStats]], view: torch.Tensor, batc
     steer next to another steer is)."""
     new = view
     for edit, stats in group:
-        before, new = new, apply(edit, new, batch)
+        before, (new, select) = new, apply(edit, new, batch)
         stats.fired += 1
         if not stats.changed:
             base = before if edit.adds else view
-            moved = new != (base if new.shape == base.shape else base.expand_as(new))
-            select = selection_mask(new, batch, edit.site)
-            stats.changed = bool((moved if select is None else moved & select).any())
+            base = base if new.shape == base.shape else base.expand_as(new)
+            if select is None or base is before:  # entries outside the selection are ``before``'s
+                stats.changed = not torch.equal(new, base)
+            else:
+                stats.changed = bool(((new != base) & select).any())
     return new
 
 

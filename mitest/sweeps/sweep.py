@@ -72,7 +72,7 @@ def sweep(
         if strict:
             raise MitestError(message)
         warnings.warn(NoOpInterventionWarning(message), stacklevel=2)
-    identity = claim_identity(model.revision_at(engine.version), prompts, intervention, metric)
+    identity = claim_identity(model.revision_at(engine.version), prompts, intervention.to_dict(), metric)
     return Sweep(intervention, tuple(cells), tuple(effects), identity)
 
 

@@ -314,6 +314,20 @@ def test_a_combination_is_refused_exactly_when_its_parts_meet(family, data):
         np.testing.assert_array_equal(run(first + first), run(first))
 
 
+def test_a_part_at_no_positions_meets_nothing_not_even_a_part_at_all_positions():
+    """Found by the property above: ablate(hook_embed) + ablate(hook_embed at no positions of any
+    prompt) was refused as overlapping, although the second edits no entry."""
+    cat = catalog("gpt2")
+    prompts = mt.Prompts([[1, 2, 3], [4, 5, 6]], answers=[1, 2], wrong=[3, 4])
+    nowhere = mt.site("hook_embed").at([[], []])
+    everywhere = mt.ablate(mt.site("hook_embed"), method="mean")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mt.NoOpInterventionWarning)
+        together = mt.measure(cat.model, prompts, everywhere + mt.ablate(nowhere), mt.metrics.logit_diff)
+        alone = mt.measure(cat.model, prompts, everywhere, mt.metrics.logit_diff)
+    np.testing.assert_array_equal(together.intervened, alone.intervened)
+
+
 def test_a_zero_steer_next_to_another_steer_of_the_same_site_is_reported_as_a_no_op():
     """Found by the property above: steer(d, 1) + steer(d, 0) on one site; the zero steer changed nothing
     it was given, although the site as a whole changed."""
