@@ -129,11 +129,21 @@ class Sweep:
         return frame
 
     def grid(self, value: str = "estimate") -> pd.DataFrame:
-        """The sweep as a table for a heatmap: layers as rows, heads, neurons or positions as columns."""
+        """The sweep as a table for a heatmap: layers as rows, heads, neurons or positions as columns.
+
+        A sweep that mixes whole sites with heads or neurons (``[*mt.heads("1.*"), mt.resid("*", "post")]``) gets
+        one column per site kind as well (``hook_resid_post``), so no cell is left out.
+        """
         frame = self.frame()
         columns = [name for name in ("head", "neuron", "position") if name in frame]
-        if "layer" not in frame or not columns:
+        if "layer" not in frame or frame["layer"].isna().any() or not columns:
             return frame.set_index("cell")[[value]]
+        whole = frame[columns].isna().all(axis="columns")
+        if whole.any():  # one column label per cell: its coordinates, or its site's kind
+            kinds = frame["site"].str.split(".").str[-1].str.replace(r"\[.*", "", regex=True)
+            coordinates = frame[columns].astype("string").fillna("").agg("@".join, axis="columns").str.strip("@")
+            frame = frame.assign(component=coordinates.where(~whole, kinds))
+            columns = ["component"]
         return frame.pivot_table(index="layer", columns=columns, values=value, aggfunc="first")
 
     # -- claims ------------------------------------------------------------------------------------

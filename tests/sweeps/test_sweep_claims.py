@@ -113,3 +113,15 @@ def test_the_zoo_induction_sweep_finds_the_induction_circuit():
     frame = sweep.frame().set_index("cell")
     assert frame.loc["0.0", "estimate"] > 1.0  # the previous-token head
     assert sweep.grid().shape == (model.dims.n_layers, model.dims.n_heads)
+
+
+def test_the_grid_of_a_sweep_mixing_heads_and_whole_sites_keeps_every_cell():
+    model, sets = mt.zoo.load("induction")
+    cells = mt.ablate([*mt.heads("1.0", "0.1"), mt.resid("*", "post")], method="mean")
+    sweep = mt.sweep(model, sets["repeated"], cells, mt.metrics.loss("second_half"))
+    grid = sweep.grid()
+    assert grid.notna().to_numpy().sum() == len(sweep) == 4
+    assert list(grid.columns) == ["0", "1", "hook_resid_post"]
+    frame = sweep.frame().set_index("cell")
+    assert grid.loc[1, "0"] == frame.loc["1.0", "estimate"]
+    assert grid.loc[0, "hook_resid_post"] == frame.loc["blocks.0.hook_resid_post", "estimate"]
