@@ -18,6 +18,7 @@ from scipy import stats as scipy_stats
 
 from mitest.claims import stats
 from mitest.claims.decide import decide
+from mitest.claims.effect import Effect
 from mitest.claims.verdict import Verdict
 from mitest.config import claim_alpha, settings
 from mitest.engine.attributing import attribution_scores
@@ -49,7 +50,8 @@ def attribute(
     """Estimate, for every cell of ``intervention``'s sites, the change of ``metric`` that
     ``mt.sweep(model, prompts, intervention, metric, positions=positions)`` would measure.
 
-    ``method="atp"`` (attribution patching): the change of each cell times the metric's gradient at the
+    Estimates are changes from the run the template edits: the clean run, or for a denoising patch
+    (``source="clean"``) the corrupted one. ``method="atp"`` (attribution patching): the change of each cell times the metric's gradient at the
     clean run, one forward and backward pass for all cells. ``method="ig"``: the gradient averaged over
     ``steps`` points (default 16) of the straight line to the intervened activations, the cells of one
     hook point moved together; more passes, and exact for the joint change of each hook point's cells
@@ -208,19 +210,25 @@ class Agreement:
         return np.stack([self.attribution[name] for name in self.names])
 
     @property
+    def changes(self) -> np.ndarray:
+        """``[checked cells, prompts]`` exact changes of the metric from the run the template edits: the
+        sweep's deltas, or for a denoising patch (``source="clean"``) intervened minus corrupted values."""
+        return np.stack([exact_change(effect, self.attribution.template) for effect in self.exact.effects])
+
+    @property
     def rank_correlation(self) -> float:
-        """Spearman's rho between the checked cells' mean attribution and mean exact effect."""
-        return float(scipy_stats.spearmanr(self.estimates.mean(1), self.exact.deltas.mean(1)).statistic)
+        """Spearman's rho between the checked cells' mean attribution and mean exact change."""
+        return float(scipy_stats.spearmanr(self.estimates.mean(1), self.changes.mean(1)).statistic)
 
     def top(self) -> tuple[list[str], list[str]]:
         """The top ``top_k`` cells by attribution and by exact patching (among the checked cells)."""
         by_attribution = self.attribution.ranking()[: self.top_k]
-        order = np.argsort(-np.abs(self.exact.deltas.mean(1)), kind="stable")
+        order = np.argsort(-np.abs(self.changes.mean(1)), kind="stable")
         return by_attribution, [self.names[i] for i in order[: self.top_k]]
 
     def frame(self) -> pd.DataFrame:
         """One row per checked cell: its role (top by attribution, or sampled), both means and their ranks."""
-        estimate, exact = self.estimates.mean(1), self.exact.deltas.mean(1)
+        estimate, exact = self.estimates.mean(1), self.changes.mean(1)
         by_attribution, _ = self.top()
         frame = pd.DataFrame(
             {
@@ -248,7 +256,7 @@ class Agreement:
         if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not -1 <= bound < 1:
             raise MitestError(f"rank_correlation_at_least must be a number in [-1, 1), got {bound!r}")
         a = claim_alpha(alpha)
-        attributed, exact = self.estimates, self.exact.deltas
+        attributed, exact = self.estimates, self.changes
         rho = self.rank_correlation
         if not np.isfinite(rho):
             raise MitestError(
@@ -262,8 +270,8 @@ class Agreement:
         p_refuted = (1 + np.sum(~(boot < bound))) / (len(boot) + 1)
         by_attribution, by_exact = self.top()
         notes = _misranked(self, by_attribution, by_exact)
-        if notes:
-            p_refuted = 0.0
+        if notes:  # the top sets differ on these prompts: refuted, whatever rho says
+            p_holds, p_refuted = 1.0, 0.0
         pseudo = _pseudo_values(attributed, exact, rho)
         worst = np.argsort(pseudo, kind="stable")[:3]
         effect = replace(
@@ -292,6 +300,14 @@ class Agreement:
             + ("clusters" if groups is not None else "prompts"),
             notes=notes,
         )
+
+
+def exact_change(effect: Effect, template: Intervention) -> np.ndarray:
+    """What an attribution estimates, measured: the metric's change from the run ``template`` edits."""
+    if template.runs_on == "corrupted":
+        assert effect.corrupted is not None, "a denoising patch runs on the corrupted twins, which were measured"
+        return effect.intervened - effect.corrupted
+    return effect.delta
 
 
 def _misranked(agreement: Agreement, by_attribution: list[str], by_exact: list[str]) -> list[str]:
