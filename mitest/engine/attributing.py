@@ -20,6 +20,7 @@ written, and hooks are installed and removed by :class:`~mitest.engine.hooks.Hoo
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -78,8 +79,10 @@ def attribution_scores(
             offsets = {name: torch.zeros_like(view) for name, view in base.items()}
             slopes = _gradients(engine, batch, points, offsets, metric, reference)
         else:
-            slopes = {name: _mean_slope(engine, batch, points[name], cells, base[name], metric, reference, steps)
-                      for name in points}
+            slopes = {
+                name: _mean_slope(engine, batch, points[name], cells, base[name], metric, reference, steps)
+                for name in points
+            }
         rows = batch.index.numpy()
         for i, cell in enumerate(cells):
             view = base[cell.point]
@@ -103,7 +106,9 @@ def check_precision(model: Model) -> None:
 def _compiled(engine: Engine, prompts: Prompts, intervention: Intervention) -> _Cell:
     edits = compile_edits(intervention, engine, prompts)
     if len(edits) != 1:
-        raise InterventionError(f"an attributed cell compiles to one edit; {type(intervention).__name__} gave {len(edits)}")
+        raise InterventionError(
+            f"an attributed cell compiles to one edit; {type(intervention).__name__} gave {len(edits)}"
+        )
     return _Cell(edits[0], edits[0].point.name)
 
 
@@ -145,7 +150,7 @@ def _gradients(
     leaves = {name: offset.detach().requires_grad_(True) for name, offset in offsets.items()}
     hooks = HookSet(model.hf_model)
     for name, leaf in leaves.items():
-        hooks.add(_writable(points[name]), lambda view, leaf=leaf: view + leaf.to(view.dtype))
+        hooks.add(_writable(points[name]), functools.partial(_shifted, leaf))
     device = model.device
     with differentiable(model), hooks, _eager(engine):
         logits = model.forward(batch.tokens.to(device), batch.attention_mask.to(device))
@@ -162,6 +167,10 @@ def _gradients(
         name: torch.zeros_like(leaf) if grad is None else grad.detach()
         for (name, leaf), grad in zip(leaves.items(), grads, strict=True)
     }
+
+
+def _shifted(offset: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+    return view + offset.to(view.dtype)
 
 
 def _writable(point: ResolvedSite) -> ResolvedSite:

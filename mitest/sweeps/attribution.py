@@ -51,10 +51,11 @@ def attribute(
     ``mt.sweep(model, prompts, intervention, metric, positions=positions)`` would measure.
 
     Estimates are changes from the run the template edits: the clean run, or for a denoising patch
-    (``source="clean"``) the corrupted one. ``method="atp"`` (attribution patching): the change of each cell times the metric's gradient at the
-    clean run, one forward and backward pass for all cells. ``method="ig"``: the gradient averaged over
-    ``steps`` points (default 16) of the straight line to the intervened activations, the cells of one
-    hook point moved together; more passes, and exact for the joint change of each hook point's cells
+    (``source="clean"``) the corrupted one. ``method="atp"`` (attribution patching): each cell's change
+    of activation times the metric's gradient at that run, one forward and backward pass for all
+    cells. ``method="ig"``: the gradient averaged over ``steps`` points (default 16) of the straight
+    line to the intervened activations, the cells of one hook point moved together; more passes, and
+    exact for the joint change of each hook point's cells
     in the limit. The template is an ``mt.patch`` (any source) or an ``mt.ablate``.
     """
     model = checked_inputs(model, prompts, batch_size)
@@ -73,15 +74,17 @@ def attribute(
     engine = Engine(model, batch_size, eager=eager)
     scores = attribution_scores(engine, prompts, interventions, metric, method=method, steps=steps)
     identity = claim_identity(model.revision_at(engine.version), prompts, intervention, metric)
-    return Attribution(intervention, tuple(cells), scores, method, steps, positions, metric, model, prompts,
-                       batch_size, identity)
+    return Attribution(
+        intervention, tuple(cells), scores, method, steps, positions, metric, model, prompts, batch_size, identity
+    )
 
 
 def _steps(method: str, steps: int | None) -> int:
     if method == "atp":
         if steps not in (None, 1):
-            raise MitestError(f"method='atp' takes the gradient at the clean run only; drop steps={steps!r} or "
-                              "use method='ig'")
+            raise MitestError(
+                f"method='atp' takes the gradient at the clean run only; drop steps={steps!r} or use method='ig'"
+            )
         return 1
     if method != "ig":
         raise MitestError(f"method must be 'atp' or 'ig', got {method!r}")
@@ -162,8 +165,15 @@ class Attribution:
                 raise MitestError(f"sample must be a positive int (or None for every other cell), got {sample!r}")
             picked = np.random.default_rng(seed).choice(len(rest), size=min(sample, len(rest)), replace=False)
             rest = [rest[i] for i in sorted(picked)]
-        exact = sweep(self.model, self.prompts, self.template, self.metric, positions=self.positions,
-                      batch_size=self.batch_size, only=ranked[:top_k] + rest)
+        exact = sweep(
+            self.model,
+            self.prompts,
+            self.template,
+            self.metric,
+            positions=self.positions,
+            batch_size=self.batch_size,
+            only=ranked[:top_k] + rest,
+        )
         return Agreement(self, top_k, exact)
 
     def expect_agrees_with_patching(
@@ -266,8 +276,8 @@ class Agreement:
         groups = self.attribution.prompts.groups
         boot = _bootstrap(attributed, exact, groups, stats.resamples_for(a), settings.seed)
         low, high = (float(v) for v in np.nanquantile(boot, [a, 1 - a])) if np.isfinite(boot).any() else (rho, rho)
-        p_holds = (1 + np.sum(~(boot > bound))) / (len(boot) + 1)
-        p_refuted = (1 + np.sum(~(boot < bound))) / (len(boot) + 1)
+        p_holds = float(1 + np.sum(~(boot > bound))) / (len(boot) + 1)  # a NaN resample counts against both
+        p_refuted = float(1 + np.sum(~(boot < bound))) / (len(boot) + 1)
         by_attribution, by_exact = self.top()
         notes = _misranked(self, by_attribution, by_exact)
         if notes:  # the top sets differ on these prompts: refuted, whatever rho says
@@ -279,7 +289,9 @@ class Agreement:
             identity=self.attribution.identity,
             intervention=self.attribution.template.to_dict(),
         )
-        method = self.attribution.method + (f" ({self.attribution.steps} steps)" if self.attribution.method == "ig" else "")
+        method = self.attribution.method + (
+            f" ({self.attribution.steps} steps)" if self.attribution.method == "ig" else ""
+        )
         return decide(
             effect,
             claim=(
@@ -317,18 +329,23 @@ def _misranked(agreement: Agreement, by_attribution: list[str], by_exact: list[s
     for name in by_attribution:
         if name not in by_exact:
             row = frame.loc[name]
-            notes.append(f"{name}: top {agreement.top_k} by attribution ({row.attribution:.4g}) but ranks "
-                         f"#{row.rank_exact} by exact patching ({row.exact:.4g})")
+            notes.append(
+                f"{name}: top {agreement.top_k} by attribution ({row.attribution:.4g}) but ranks "
+                f"#{row.rank_exact} by exact patching ({row.exact:.4g})"
+            )
     for name in by_exact:
         if name not in by_attribution:
             row = frame.loc[name]
-            notes.append(f"{name}: top {agreement.top_k} by exact patching ({row.exact:.4g}) but ranks "
-                         f"#{row.rank_attribution} of the checked cells by attribution ({row.attribution:.4g})")
+            notes.append(
+                f"{name}: top {agreement.top_k} by exact patching ({row.exact:.4g}) but ranks "
+                f"#{row.rank_attribution} of the checked cells by attribution ({row.attribution:.4g})"
+            )
     return notes
 
 
-def _bootstrap(attributed: np.ndarray, exact: np.ndarray, groups: np.ndarray | None, resamples: int,
-               seed: int) -> np.ndarray:
+def _bootstrap(
+    attributed: np.ndarray, exact: np.ndarray, groups: np.ndarray | None, resamples: int, seed: int
+) -> np.ndarray:
     """Spearman's rho of the cells' mean effects on ``resamples`` resamples of prompts (or clusters)."""
     if groups is None:
         codes, count = np.arange(attributed.shape[1]), attributed.shape[1]

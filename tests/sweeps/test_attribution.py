@@ -48,7 +48,8 @@ def _by_hand(hf, prompts) -> np.ndarray:
     clean, corrupt = z_of(tokens), z_of(corrupted)
     offsets = [torch.zeros_like(z, requires_grad=True) for z in clean]
     handles = [
-        b.attn.c_proj.register_forward_pre_hook(lambda m, a, o=o: (a[0] + o,)) for b, o in zip(layers, offsets)
+        b.attn.c_proj.register_forward_pre_hook(lambda m, a, o=o: (a[0] + o,))
+        for b, o in zip(layers, offsets, strict=True)
     ]
     try:
         logits = hf(tokens).logits[:, -1]
@@ -59,7 +60,7 @@ def _by_hand(hf, prompts) -> np.ndarray:
         for handle in handles:
             handle.remove()
     scores = []
-    for c, k, g in zip(clean, corrupt, grads):
+    for c, k, g in zip(clean, corrupt, grads, strict=True):
         product = ((k - c) * g).unflatten(-1, (hf.config.n_head, width))  # [n, pos, head, d_head]
         scores += list(product.sum((1, 3)).T)
     return torch.stack(scores).double().numpy()
@@ -159,8 +160,14 @@ def _half_frozen_training_model():
 def test_attribution_leaves_no_grad_no_hooks_and_restores_flags(method):
     hf = _half_frozen_training_model()
     before = _state(hf)
-    mt.attribute(mt.Model.from_hf(hf), random_prompts(n=4), mt.patch(mt.heads("*")), mt.metrics.logit_diff,
-                 method=method, steps=2 if method == "ig" else None)
+    mt.attribute(
+        mt.Model.from_hf(hf),
+        random_prompts(n=4),
+        mt.patch(mt.heads("*")),
+        mt.metrics.logit_diff,
+        method=method,
+        steps=2 if method == "ig" else None,
+    )
     flags, grads, training, hooks = _state(hf)
     assert flags == before[0] and training == before[2]
     assert all(grad is None for grad in grads)

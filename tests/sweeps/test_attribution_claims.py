@@ -127,7 +127,10 @@ def test_a_rank_correlation_whose_interval_straddles_the_bound_is_inconclusive(z
 def test_grouped_prompts_resample_clusters(saturated):
     model, prompts = saturated
     grouped = mt.Prompts(
-        prompts.tokens, answers=prompts.answers, wrong=prompts.wrong, corrupted=prompts.corrupted.tokens,
+        prompts.tokens,
+        answers=prompts.answers,
+        wrong=prompts.wrong,
+        corrupted=prompts.corrupted.tokens,
         groups=np.arange(len(prompts)) % 8,
     )
     ig = mt.attribute(model, grouped, KEYS, mt.metrics.logit_diff, method="ig")
