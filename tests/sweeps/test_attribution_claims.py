@@ -147,3 +147,13 @@ def test_bad_claim_arguments_are_refused(saturated):
         atp.verify(top_k=1, sample=0)
     with pytest.raises(mt.MitestError, match="rank_correlation_at_least"):
         atp.expect_agrees_with_patching(top_k=1, rank_correlation_at_least=1.5)
+
+
+def test_a_sweep_of_only_some_cells_equals_those_cells_of_the_full_sweep(zoo):
+    model, sets = zoo
+    full = mt.sweep(model, sets["next_token"], HEADS, mt.metrics.logit_diff)
+    some = mt.sweep(model, sets["next_token"], HEADS, mt.metrics.logit_diff, only=["1.2", "0.0"])
+    assert some.names == ["0.0", "1.2"]
+    assert all(np.array_equal(some[name].delta, full[name].delta) for name in some.names)
+    with pytest.raises(mt.SiteError, match="closest: 1.2"):
+        mt.sweep(model, sets["next_token"], HEADS, mt.metrics.logit_diff, only=["1.22"])
