@@ -11,7 +11,7 @@ import torch
 
 import mitest as mt
 from mitest.sweeps.attribution import exact_change
-from tests.builders import build, hooks_left, random_prompts
+from tests.builders import FAMILIES, build, hooks_left, random_prompts
 
 TOLERANCE = 1e-5
 
@@ -93,12 +93,14 @@ def _linear_model() -> mt.Model:
     [
         (mt.patch(mt.heads("1.*")), None),
         (mt.patch(mt.resid(1, "post")), "each"),
+        (mt.patch(mt.resid(1, "mid")), "each"),
+        (mt.patch(mt.heads("1.*", kind="pattern")), None),
         (mt.patch(mt.heads("1.*"), source="clean"), None),
         (mt.ablate(mt.heads("1.*")), None),
         (mt.ablate(mt.heads("1.*"), method="mean"), None),
         (mt.ablate(mt.heads("1.*"), method="resample", seed=2), None),
     ],
-    ids=["patch", "resid-each-position", "denoise", "zero", "mean", "resample"],
+    ids=["patch", "resid-each-position", "resid-mid", "pattern", "denoise", "zero", "mean", "resample"],
 )
 def test_on_a_metric_linear_in_the_cells_attribution_equals_exact_patching(template, positions, method):
     model, prompts = _linear_model(), random_prompts(n=6)
@@ -125,6 +127,16 @@ def test_ig_of_one_hook_point_sums_to_patching_all_its_cells_jointly():
     assert errors[-1] <= 2e-3 * scale  # completeness, up to the midpoint rule's O(1/steps^2)
     assert errors[0] > errors[1] > errors[2]
     assert scale > 0.5
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_ig_of_a_cell_alone_at_its_hook_point_converges_to_its_exact_patch_on_every_family(family):
+    """An MLP layer is the only cell of its hook point, so IG's completeness makes it its exact effect."""
+    model, prompts = mt.Model.from_hf(build(family)), random_prompts(n=4)
+    template = mt.patch(mt.mlp("*"))
+    ig = mt.attribute(model, prompts, template, mt.metrics.loss(), method="ig", steps=48)
+    exact = _exact(model, prompts, template, mt.metrics.loss())
+    assert np.abs(ig.scores - exact).max() <= 2e-3 * max(np.abs(exact).max(), 1e-2)
 
 
 @pytest.mark.parametrize("method", ["atp", "ig"])
