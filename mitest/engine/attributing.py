@@ -31,6 +31,7 @@ from mitest.engine.compile import compile_edits, input_prompts
 from mitest.engine.edits import Edit, apply
 from mitest.engine.hooks import HookSet, eager_attention
 from mitest.engine.runner import Engine, check_fired
+from mitest.engine.sweeping import cells_per_pass
 from mitest.errors import InterventionError, MetricError, ModelError
 from mitest.model.layouts import ResolvedSite
 from mitest.model.model import Model
@@ -128,12 +129,22 @@ def _mean_slope(
     for cell in cells:
         if cell.point == point.name:
             joint = apply(cell.edit, joint, batch)
-    delta = joint - base
+    delta = (joint - base).float()
+    rows = len(batch)
+    alphas = (torch.arange(steps, dtype=torch.float32, device=base.device) + 0.5) / steps
     total = torch.zeros_like(base, dtype=torch.float32)
-    for k in range(steps):
-        offset = ((k + 0.5) / steps * delta.float()).to(base.dtype)
-        total += _gradients(engine, batch, {point.name: point}, {point.name: offset}, metric, reference)[point.name]
+    for chunk in alphas.split(_copies_per_pass(engine, batch)):
+        # one stacked copy of the batch per step: copy j is offset by chunk[j] * delta
+        offset = (chunk.view(-1, *[1] * delta.dim()) * delta).flatten(0, 1).to(base.dtype)
+        grad = _gradients(engine, batch, {point.name: point}, {point.name: offset}, metric, reference, len(chunk))
+        total += grad[point.name].float().unflatten(0, (len(chunk), rows)).sum(0)
     return total / steps
+
+
+def _copies_per_pass(engine: Engine, batch: Prompts) -> int:
+    """How many stacked copies of ``batch`` one gradient pass takes: the sweep's memory rule, with a
+    quarter of its share (a backward pass keeps the forward pass's activations)."""
+    return max(1, cells_per_pass(engine.model, batch, engine.batch_size, False, None) // 4)
 
 
 def _gradients(
@@ -143,9 +154,11 @@ def _gradients(
     offsets: dict[str, torch.Tensor],
     metric: Metric,
     reference: torch.Tensor | None,
+    copies: int = 1,
 ) -> dict[str, torch.Tensor]:
     """The gradient of the metric (summed over the batch's prompts, which do not interact) with respect
-    to an offset added at each hook point, in one forward and backward pass."""
+    to an offset added at each hook point, in one forward and backward pass over ``copies`` copies of
+    the batch stacked along the batch axis (offsets ``[copies * rows, ...]``)."""
     model = engine.model
     leaves = {name: offset.detach().requires_grad_(True) for name, offset in offsets.items()}
     hooks = HookSet(model.hf_model)
@@ -153,9 +166,11 @@ def _gradients(
         hooks.add(_writable(points[name]), functools.partial(_shifted, leaf))
     device = model.device
     with differentiable(model), hooks, _eager(engine):
-        logits = model.forward(batch.tokens.to(device), batch.attention_mask.to(device))
-        values = metric(logits, batch, reference)
-        if not (isinstance(values, torch.Tensor) and values.requires_grad):
+        tokens, mask = batch.tokens.repeat(copies, 1), batch.attention_mask.repeat(copies, 1)
+        logits = model.forward(tokens.to(device), mask.to(device))
+        rows = len(batch)
+        values = torch.cat([metric(logits[j * rows : (j + 1) * rows], batch, reference) for j in range(copies)])
+        if not values.requires_grad:
             raise MetricError(
                 f"metric {metric.name} is not differentiable in the activations (its values carry no gradient: "
                 "an argmax or top-1 accuracy, or a custom metric that detaches or leaves torch); attribute a "
