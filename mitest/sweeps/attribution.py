@@ -308,6 +308,7 @@ class Agreement:
             worst=[(int(k), float(pseudo[k])) for k in worst],
             per_prompt=pseudo,
             spread=pseudo,
+            against=pseudo < bound,
             test=f"top-{self.top_k} match on these prompts; percentile bootstrap of Spearman's rho over "
             + ("clusters" if groups is not None else "prompts"),
             notes=notes,
