@@ -88,6 +88,7 @@ if TYPE_CHECKING:  # static view of the lazy names below; nothing is imported at
         resid,
         site,
     )
+    from mitest.sweeps.attribution import Agreement, Attribution, attribute
     from mitest.sweeps.sweep import Sweep, sweep
 
 __version__ = "0.1.0"
@@ -105,6 +106,9 @@ _EXPORTS = {
     "CircuitTest": "mitest.circuits.circuit",
     "sweep": "mitest.sweeps.sweep",
     "Sweep": "mitest.sweeps.sweep",
+    "attribute": "mitest.sweeps.attribution",
+    "Attribution": "mitest.sweeps.attribution",
+    "Agreement": "mitest.sweeps.attribution",
     "BaselineError": "mitest.errors",
     "BaselineRegression": "mitest.errors",
     "CandidateError": "mitest.errors",

@@ -96,6 +96,7 @@ def _wrap(point: ResolvedSite, edit: Edit, stats: HookStats) -> Callable[[torch.
 
 def close(new: torch.Tensor, old: torch.Tensor) -> bool:
     """Whether ``new`` equals ``old`` up to a few roundings (edits that cancel leave rounding behind)."""
+    new, old = new.detach(), old.detach()  # a comparison, never part of a gradient (attribution's offsets)
     if torch.equal(new, old):
         return True
     if not (new.is_floating_point() and old.is_floating_point()):

@@ -47,6 +47,7 @@ def sweep(
     batch_size: int = 32,
     memory: int | str | None = None,
     strict: bool = False,
+    only: Sequence[str] | None = None,
 ) -> Sweep:
     """Run ``intervention`` once per cell of its sites and return the :class:`Sweep`.
 
@@ -59,6 +60,8 @@ def sweep(
     model = checked_inputs(model, prompts, batch_size)
     metric = as_metric(metric)
     cells = expand(intervention, model, prompts, positions)
+    if only is not None:
+        cells = select(cells, only)
     interventions = [with_site(intervention, cell.site) for cell in cells]
     eager = any(model.resolve(cell.site.name).kind == "pattern" for cell in cells)
     engine = Engine(model, batch_size, eager=eager)
@@ -74,6 +77,31 @@ def sweep(
         warnings.warn(NoOpInterventionWarning(message), stacklevel=2)
     identity = claim_identity(model.revision_at(engine.version), prompts, intervention.to_dict(), metric)
     return Sweep(intervention, tuple(cells), tuple(effects), identity)
+
+
+def select(cells: list[Cell], names: Sequence[str]) -> list[Cell]:
+    """The cells named in ``names``, in their set's order; an unknown name lists the closest."""
+    known = [cell.name for cell in cells]
+    wanted = [names] if isinstance(names, str) else list(names)
+    for name in wanted:
+        if name not in known:
+            near = closest(str(name), known)
+            hint = f"; closest: {', '.join(near)}" if near else ""
+            raise SiteError(f"no cell {name!r} in this set{hint}. Cells are named like {known[0]!r}")
+    if not wanted:
+        raise SiteError("only= names no cell; name at least one, or leave it out to run every cell")
+    chosen = set(wanted)
+    return [cell for cell in cells if cell.name in chosen]
+
+
+def t_interval(values: np.ndarray, groups: np.ndarray | None, level: float) -> tuple[float, float]:
+    """The t interval at ``level`` of the mean of per-prompt ``values`` (on cluster units with groups)."""
+    units = stats.units(values, groups)
+    mean = float(units.mean())
+    if len(units) < 2:
+        return mean, mean
+    half = float(scipy_stats.t.ppf(0.5 + level / 2, len(units) - 1) * units.std(ddof=1) / np.sqrt(len(units)))
+    return mean - half, mean + half
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,7 +136,7 @@ class Sweep:
         """One row per cell: coordinates, mean change (``estimate``) and its t interval at ``level``."""
         rows = []
         for cell, effect in zip(self.cells, self.effects, strict=True):
-            low, high = _t_interval(effect, level)
+            low, high = t_interval(effect.delta, effect.groups, level)
             rows.append(
                 {
                     "cell": cell.name,
@@ -323,15 +351,6 @@ def _pvalues(effect: Effect, test: _Test, alpha: float) -> tuple[float, float]:
         return above
     below = pvalues(effect, test.below, alpha)
     return max(above[0], below[0]), min(above[1], below[1])
-
-
-def _t_interval(effect: Effect, level: float) -> tuple[float, float]:
-    values = stats.units(effect.delta, effect.groups)
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, mean
-    half = float(scipy_stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
-    return mean - half, mean + half
 
 
 def _sign(direction: str) -> float:

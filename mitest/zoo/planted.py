@@ -255,6 +255,83 @@ def effect_prompts(n: int, *, levels: int = 16, length: int = 8, seed: int = 0) 
     return Prompts(clean, answers=torch.full((n,), answer), wrong=torch.full((n,), answer + 1), corrupted=corrupted)
 
 
+# -- saturated attention ---------------------------------------------------------------------------
+
+# Ground truth of saturated_attention(): head 0.0's key decides, through a saturated softmax, which
+# token it copies; heads 0.1 and 0.2 do the same through soft attention with smaller outputs; 0.3 is null.
+SATURATED_HEAD = "0.0"
+SATURATED_NULL_HEAD = "0.3"
+_SATURATED_GAPS = (None, 1.0, 0.5)  # key gaps of heads 0.1 and 0.2 (head 0.0's is the argument)
+_SATURATED_WEIGHTS = (1.0, 0.5, 0.25)  # how much each head's output moves the logit difference
+
+
+def saturated_attention(gap: float = 20.0, *, kinds: int = 4, n: int = 64, seed: int = 0) -> Planted:
+    """A 1-layer attention-only GPT-2 where patching a key moves a saturated softmax across.
+
+    Prompts (see :func:`saturated_prompts`) are ``[BOS, x, y]``, read at the last token by
+    ``mt.metrics.logit_diff``. Tokens are "high" (``0..kinds-1``) or "low" (``kinds..2*kinds-1``);
+    token ``j`` of either kind votes ``1 + j / kinds`` (high: for the answer, low: against it).
+
+    Ground truth, for cells ``mt.heads("*", kind="k")`` patched from the corrupted twins
+    ``[BOS, low, high]`` (clean: ``[BOS, high, low]``):
+
+    - head 0.0: the last query scores ``+gap/2`` on a high key and ``-gap/2`` on a low one, so it
+      attends to the high token with weight ``1 - O(e^-gap)`` and writes its vote to the logit
+      difference. Patching its key swaps the scores: it then attends to the clean low token, and the
+      logit difference falls by about ``vote(x) + vote(y)`` (2 to 3.5). The gradient at the clean run
+      is ``O(e^-gap)``: attribution patching sees nothing.
+    - heads 0.1 and 0.2: the same with key gaps 1 and 0.5 (soft attention) and outputs scaled by 0.5
+      and 0.25: smaller effects that attribution patching estimates well.
+    - head 0.3 is null (zero ``W_O``).
+    """
+    if not (isinstance(gap, (int, float)) and gap > 0):
+        raise ZooError(f"gap must be a positive number, got {gap!r}")
+    if not (isinstance(kinds, int) and kinds >= 1):
+        raise ZooError(f"kinds must be a positive int, got {kinds!r}")
+    vocab = 2 * kinds + 3  # high, low, answer, wrong, BOS
+    answer, bos = 2 * kinds, 2 * kinds + 2
+    d_head = math.ceil((vocab + 3 + 2) / HEADS)
+    d = HEADS * d_head
+    hf = _gpt2(vocab, 3, d_head, n_layer=1)
+    tok, pos, plane = 0, vocab, vocab + 3
+    direction = _difference(plane, plane + 1, d)
+    votes = 1.0 + torch.arange(kinds) / kinds
+    with torch.no_grad():
+        hf.transformer.wte.weight[:, tok : tok + vocab] = torch.eye(vocab)
+        hf.transformer.wpe.weight[:, pos : pos + 3] = torch.eye(3)
+        layer = _blocks(hf)[0]
+        _identity_norm(layer.ln_1, total=2.0, square=2.0, d=d)
+        _identity_norm(hf.transformer.ln_f, total=2.0, square=2.0 + float(votes.mean()) ** 2, d=d)
+        for head, (head_gap, weight) in enumerate(zip(_SATURATED_GAPS, _SATURATED_WEIGHTS, strict=True)):
+            half = (gap if head_gap is None else head_gap) / 2
+            _, k, v, o = _head(layer, head, d_head)
+            _query_bias(layer, head, d_head)[0] = math.sqrt(d_head)  # every query scores each key by its entry 0
+            k[tok : tok + kinds, 0] = half
+            k[tok + kinds : tok + 2 * kinds, 0] = -half
+            k[tok + bos, 0] = -half - 10.0  # BOS draws no attention
+            v[tok : tok + kinds, 0] = votes
+            v[tok + kinds : tok + 2 * kinds, 0] = -votes
+            o[0] = weight * direction
+        _null_head(layer, HEADS - 1, d_head, torch.Generator().manual_seed(0))
+        hf.lm_head.weight[answer] = direction
+    return Planted(Model.from_hf(hf), saturated_prompts(n, kinds=kinds, seed=seed))
+
+
+def saturated_prompts(n: int, *, kinds: int = 4, seed: int = 0) -> Prompts:
+    """``n`` prompts ``[BOS, high, low]`` of :func:`saturated_attention`; each corrupted twin is
+    ``[BOS, low, high]`` with fresh tokens."""
+    bos, answer = 2 * kinds + 2, 2 * kinds
+    generator = torch.Generator().manual_seed(seed)
+
+    def tokens(first: int, second: int) -> torch.Tensor:
+        a = first + torch.randint(0, kinds, (n, 1), generator=generator)
+        b = second + torch.randint(0, kinds, (n, 1), generator=generator)
+        return torch.cat([torch.full((n, 1), bos), a, b], 1)
+
+    clean, corrupted = tokens(0, kinds), tokens(kinds, 0)
+    return Prompts(clean, answers=torch.full((n,), answer), wrong=torch.full((n,), answer + 1), corrupted=corrupted)
+
+
 # -- weight surgery --------------------------------------------------------------------------------
 
 
