@@ -87,7 +87,7 @@ def attribution_scores(
         rows = batch.index.numpy()
         for i, cell in enumerate(cells):
             view = base[cell.point]
-            delta = apply(cell.edit, view, batch).float() - view.float()
+            delta = apply(cell.edit, view, batch)[0].float() - view.float()
             scores[i, rows] = (delta * slopes[cell.point].float()).flatten(1).sum(1).detach().cpu().double().numpy()
     return scores
 
@@ -128,7 +128,7 @@ def _mean_slope(
     joint = base
     for cell in cells:
         if cell.point == point.name:
-            joint = apply(cell.edit, joint, batch)
+            joint = apply(cell.edit, joint, batch)[0]
     delta = (joint - base).float()
     rows = len(batch)
     alphas = (torch.arange(steps, dtype=torch.float32, device=base.device) + 0.5) / steps
