@@ -226,7 +226,10 @@ class FaithfulnessCurve:
         return claim_interval(effect, effect.intervened - effect.corrupted, effect.clean - effect.corrupted, alpha)
 
     def _kept(self, k: int) -> tuple[Site, ...]:
-        return self.components if k == len(self.components) else self.ranking[:k]
+        """The top-k circuit, best first; at k = N the unranked components follow in the universe's order."""
+        if k < len(self.components):
+            return self.ranking[:k]
+        return self.ranking + tuple(site for site in self.components if site not in self.ranking)
 
     def _identity(self, claim: str, **parameters: float) -> dict[str, Any]:
         """The claim's identity: the circuit Effect's (model, prompts, metric) with the curve as intervention."""
