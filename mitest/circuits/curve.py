@@ -171,10 +171,7 @@ class FaithfulnessCurve:
     @property
     def auc(self) -> Area:
         """The area under the curve (linear fraction axis, divided by the fractions' span) and its interval."""
-        a = claim_alpha(None)
-        effect = self._area()
-        interval = self._interval(effect, a)
-        return Area(_recovered(effect), interval.low, interval.high, interval.level)
+        return self._auc(claim_alpha(None))
 
     # -- claims ------------------------------------------------------------------------------------
 
@@ -192,13 +189,13 @@ class FaithfulnessCurve:
                 f"the curve has no point at fraction {at_fraction:g}; its fractions are "
                 f"{', '.join(f'{p:g}' for p in self.fractions)} (pass fractions= to add one)"
             )
-        k = self.sizes[matches[0]]
-        effect = replace(self._point(k), identity=self._identity("recovers", at_fraction=self.fractions[matches[0]]))
+        p, k = self.fractions[matches[0]], self.sizes[matches[0]]
+        effect = replace(self._point(k), identity=self._identity("recovers", at_fraction=p))
         claim = (
             f"the top {at_fraction:g} of the ranking ({k} of {len(self.components)} components) recover at least "
             f"{at_least:g} of the full-empty gap (faithfulness curve)"
         )
-        return decide_recovery(effect, at_least, alpha=alpha, claim=claim)
+        return decide_recovery(effect, at_least, alpha=alpha, claim=claim, curve=self._record(alpha, at_fraction=p))
 
     def expect_auc(self, at_least: float, *, alpha: float | None = None) -> Verdict:
         """Claim: the area under the curve (its mean height over the fractions) is at least ``at_least``."""
@@ -208,9 +205,26 @@ class FaithfulnessCurve:
             f"the faithfulness curve's area over fractions {self.fractions[0]:g} to {self.fractions[-1]:g} "
             f"(its mean height) is at least {at_least:g}"
         )
-        return decide_recovery(effect, at_least, alpha=alpha, claim=claim)
+        return decide_recovery(effect, at_least, alpha=alpha, claim=claim, curve=self._record(alpha))
 
     # -- machinery ---------------------------------------------------------------------------------
+
+    def _record(self, alpha: float | None, at_fraction: float | None = None) -> dict[str, Any]:
+        """The curve as a claim record's ``curve`` field: its points and area, intervals at the claim's level."""
+        area = self._auc(claim_alpha(alpha))
+        return {
+            "points": [
+                {"fraction": p, "k": int(k), **{key: float(row[key]) for key in ("estimate", "low", "high")}}
+                for p, k, (_, row) in zip(self.fractions, self.sizes, self.frame(alpha).iterrows(), strict=True)
+            ],
+            "auc": {"estimate": area.estimate, "low": area.low, "high": area.high},
+            "at_fraction": at_fraction,
+        }
+
+    def _auc(self, alpha: float) -> Area:
+        effect = self._area()
+        interval = self._interval(effect, alpha)
+        return Area(_recovered(effect), interval.low, interval.high, interval.level)
 
     def _point(self, k: int) -> Effect:
         """The Effect of the top-k circuit: clean full, intervened alone, base empty."""

@@ -269,10 +269,16 @@ class Effect:
 
 
 def decide_recovery(
-    effect: Effect, at_least: float, *, alpha: float | None = None, claim: str | None = None
+    effect: Effect,
+    at_least: float,
+    *,
+    alpha: float | None = None,
+    claim: str | None = None,
+    curve: dict[str, Any] | None = None,
 ) -> Verdict:
     """The recovery claim of :meth:`Effect.expect_recovery` on ``effect``; ``claim`` words it (default: the
-    generic wording), for claims that are recoveries under another name (a faithfulness curve's points)."""
+    generic wording), for claims that are recoveries under another name (a faithfulness curve's points,
+    whose ``curve`` the verdict carries to the reports)."""
     __tracebackhide__ = True
     if effect.corrupted is None:
         raise MitestError(
@@ -317,6 +323,7 @@ def decide_recovery(
         unit_scale=abs(float(gap.mean())),
         against=margin < 0,
         margins=margin,
+        curve=curve,
     )
 
 

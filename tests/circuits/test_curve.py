@@ -278,3 +278,22 @@ def test_a_series_is_ranked_by_absolute_score(induction):
     curve = mt.faithfulness_curve(*induction, pd.Series(scores), LOSS, components=HEADS)
     assert [mt.circuits.circuit.label(site) for site in curve.ranking[:2]] == ["0.0", "1.0"]
     assert math.isclose(curve.frame().set_index("k").loc[2, "estimate"], 1.0, abs_tol=1e-5)
+
+
+def test_a_curve_claim_carries_its_points_and_area_to_the_record(induction):
+    curve = mt.faithfulness_curve(*induction, PLANTED_FIRST, LOSS, components=HEADS, fractions=EIGHTHS)
+    records = []
+    with config.use(recorder=lambda verdict, effect, units: records.append(verdict)):
+        point = curve.expect_recovers(at_fraction=0.25, at_least=0.9, alpha=ALPHA)
+        area = _verdict(curve.expect_auc, at_least=0.5, alpha=ALPHA)
+    assert records == [point, area]
+    frame = curve.frame(alpha=ALPHA)
+    assert [p["estimate"] for p in point.curve["points"]] == frame["estimate"].tolist()
+    assert [p["k"] for p in point.curve["points"]] == list(range(1, 9))
+    assert point.curve["at_fraction"] == 0.25 and area.curve["at_fraction"] is None
+    assert area.curve["auc"]["estimate"] == area.estimate and (area.low, area.high) == (
+        area.curve["auc"]["low"],
+        area.curve["auc"]["high"],
+    )
+    assert point.to_dict()["curve"] == point.curve
+    assert _verdict(mt.Effect.from_values([1.0, 2.0], [0.0, 1.0]).expect_decrease, at_least=0.5).curve is None
