@@ -27,6 +27,7 @@ import pandas as pd
 from torch import nn
 
 from mitest.circuits.circuit import CircuitTest, circuit, every_component, label, single
+from mitest.claims import stats
 from mitest.claims.decide import claim_interval
 from mitest.claims.effect import Effect, decide_recovery
 from mitest.claims.verdict import Verdict
@@ -131,9 +132,8 @@ class FaithfulnessCurve:
         x = np.asarray(fractions)
         steps = np.diff(x) / 2
         self._weights = (np.r_[steps, 0.0] + np.r_[0.0, steps]) / (x[-1] - x[0])  # trapezoid, mean height
-        self._spec = {
+        self._spec = {  # no ranking: like a direction, it is usually derived from the model under test
             "type": "FaithfulnessCurve",
-            "ranking": [site.to_dict() for site in ranking],
             "components": [site.to_dict() for site in self.components],
             "fractions": list(fractions),
             "ablation": base.ablation,
@@ -190,7 +190,11 @@ class FaithfulnessCurve:
                 f"{', '.join(f'{p:g}' for p in self.fractions)} (pass fractions= to add one)"
             )
         p, k = self.fractions[matches[0]], self.sizes[matches[0]]
-        effect = replace(self._point(k), identity=self._identity("recovers", at_fraction=p))
+        effect = replace(
+            self._point(k),
+            identity=self._identity("recovers", at_fraction=p),
+            notes=(*self._base.effect.notes, f"the circuit: {_listed(self._kept(k))}"),
+        )
         claim = (
             f"the top {at_fraction:g} of the ranking ({k} of {len(self.components)} components) recover at least "
             f"{at_least:g} of the full-empty gap (faithfulness curve)"
@@ -200,7 +204,11 @@ class FaithfulnessCurve:
     def expect_auc(self, at_least: float, *, alpha: float | None = None) -> Verdict:
         """Claim: the area under the curve (its mean height over the fractions) is at least ``at_least``."""
         __tracebackhide__ = True
-        effect = replace(self._area(), identity=self._identity("auc"))
+        effect = replace(
+            self._area(),
+            identity=self._identity("auc"),
+            notes=(*self._base.effect.notes, f"the ranking: {_listed(self.ranking)}"),
+        )
         claim = (
             f"the faithfulness curve's area over fractions {self.fractions[0]:g} to {self.fractions[-1]:g} "
             f"(its mean height) is at least {at_least:g}"
@@ -235,7 +243,7 @@ class FaithfulnessCurve:
         values = sum(w * self._alone[k] for w, k in zip(self._weights, self.sizes, strict=True))
         return replace(self._base.effect, intervened=np.asarray(values))
 
-    def _interval(self, effect: Effect, alpha: float) -> Any:
+    def _interval(self, effect: Effect, alpha: float) -> stats.ConfidenceInterval:
         assert effect.corrupted is not None  # every point has the empty run as its base
         return claim_interval(effect, effect.intervened - effect.corrupted, effect.clean - effect.corrupted, alpha)
 
@@ -263,6 +271,11 @@ class FaithfulnessCurve:
 
     def _estimates(self) -> list[float]:
         return [_recovered(self._point(k)) for k in self.sizes]
+
+
+def _listed(sites: Sequence[Site], shown: int = 12) -> str:
+    names = ", ".join(label(site) for site in sites[:shown])
+    return names + (f", ... ({len(sites)} in all)" if len(sites) > shown else "")
 
 
 def _recovered(effect: Effect) -> float:

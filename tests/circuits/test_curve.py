@@ -297,3 +297,17 @@ def test_a_curve_claim_carries_its_points_and_area_to_the_record(induction):
     )
     assert point.to_dict()["curve"] == point.curve
     assert _verdict(mt.Effect.from_values([1.0, 2.0], [0.0, 1.0]).expect_decrease, at_least=0.5).curve is None
+
+
+def test_a_claims_identity_is_its_curve_and_point_not_the_ranking(induction):
+    """A ranking is usually derived from the model under test (attribution scores): a new release that
+    reorders it states the same claim, and the verdict's note names the circuit it was decided on."""
+    effects = []
+    with config.use(recorder=lambda verdict, effect, units: effects.append((verdict, effect))):
+        for ranking in (PLANTED_FIRST, PLANTED_FIRST[::-1]):
+            curve = mt.faithfulness_curve(*induction, ranking, LOSS, components=HEADS, fractions=EIGHTHS)
+            _verdict(curve.expect_recovers, at_fraction=0.25, at_least=0.9, alpha=ALPHA)
+            _verdict(curve.expect_recovers, at_fraction=0.5, at_least=0.9, alpha=ALPHA)
+    keys = [(effect.identity["intervention"], effect.identity["parameters"]) for _, effect in effects]
+    assert keys[0] == keys[2] and keys[1] == keys[3] and keys[0] != keys[1]
+    assert effects[0][0].notes[0] == "the circuit: 0.0, 1.0" and effects[2][0].notes[0] == "the circuit: 1.3, 1.2"

@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 440, 190, 44, 12, 10, 30
-LINE, BAND = "#0969da", "#0969da33"
+LINE = "#0969da"
 
 
 def render_curve(curve: dict[str, Any], threshold: float | None = None) -> str:
@@ -58,7 +58,7 @@ def render_curve(curve: dict[str, Any], threshold: float | None = None) -> str:
     area = curve["auc"]
     svg = (
         f'<svg width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="faithfulness curve of {len(points)} points">'
-        f'{guides}<polygon class="band" points="{band}" fill="{BAND}" stroke="none"/>'
+        f'{guides}<polygon class="band" points="{band}" fill="{LINE}" fill-opacity="0.2" stroke="none"/>'
         f'<polyline class="curve" points="{line}" fill="none" stroke="{LINE}" stroke-width="2"/>{dots}{axis}</svg>'
     )
     legend = (
