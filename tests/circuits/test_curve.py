@@ -311,3 +311,13 @@ def test_a_claims_identity_is_its_curve_and_point_not_the_ranking(induction):
     keys = [(effect.identity["intervention"], effect.identity["parameters"]) for _, effect in effects]
     assert keys[0] == keys[2] and keys[1] == keys[3] and keys[0] != keys[1]
     assert effects[0][0].notes[0] == "the circuit: 0.0, 1.0" and effects[2][0].notes[0] == "the circuit: 1.3, 1.2"
+
+
+def test_mlps_are_ranked_by_label_or_site_name(induction):
+    universe = [*HEADS, mt.mlp(0), mt.mlp(1)]
+    ranking = ["0.0", "1.0", "mlp 1", "blocks.0.hook_mlp_out"]
+    with pytest.warns(mt.NoOpInterventionWarning, match="blocks.0.hook_mlp_out, blocks.1.hook_mlp_out"):
+        curve = mt.faithfulness_curve(*induction, ranking, LOSS, components=universe, fractions=(0.2, 0.4, 1.0))
+    assert curve.ranking == (mt.head(0, 0), mt.head(1, 0), mt.mlp(1), mt.mlp(0))
+    assert curve.frame()["k"].tolist() == [2, 4, 10]
+    assert np.allclose(curve.frame()["estimate"], 1.0, rtol=0, atol=1e-5)  # the planted MLPs output exactly 0
