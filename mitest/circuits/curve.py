@@ -190,11 +190,7 @@ class FaithfulnessCurve:
                 f"{', '.join(f'{p:g}' for p in self.fractions)} (pass fractions= to add one)"
             )
         p, k = self.fractions[matches[0]], self.sizes[matches[0]]
-        effect = replace(
-            self._point(k),
-            identity=self._identity("recovers", at_fraction=p),
-            notes=(*self._base.effect.notes, f"the circuit: {_listed(self._kept(k))}"),
-        )
+        effect = self._claim_effect(self._point(k), f"the circuit: {_listed(self._kept(k))}", "recovers", at_fraction=p)
         claim = (
             f"the top {at_fraction:g} of the ranking ({k} of {len(self.components)} components) recover at least "
             f"{at_least:g} of the full-empty gap (faithfulness curve)"
@@ -204,11 +200,7 @@ class FaithfulnessCurve:
     def expect_auc(self, at_least: float, *, alpha: float | None = None) -> Verdict:
         """Claim: the area under the curve (its mean height over the fractions) is at least ``at_least``."""
         __tracebackhide__ = True
-        effect = replace(
-            self._area(),
-            identity=self._identity("auc"),
-            notes=(*self._base.effect.notes, f"the ranking: {_listed(self.ranking)}"),
-        )
+        effect = self._claim_effect(self._area(), f"the ranking: {_listed(self.ranking)}", "auc")
         claim = (
             f"the faithfulness curve's area over fractions {self.fractions[0]:g} to {self.fractions[-1]:g} "
             f"(its mean height) is at least {at_least:g}"
@@ -253,17 +245,23 @@ class FaithfulnessCurve:
             return self.ranking[:k]
         return self.ranking + tuple(site for site in self.components if site not in self.ranking)
 
-    def _identity(self, claim: str, **parameters: float) -> dict[str, Any]:
-        """The claim's identity: the circuit Effect's (model, prompts, metric) with the curve as intervention."""
-        known = self._base.effect.identity or {}
-        spec = identity({**self._spec, "claim": claim, **parameters})
-        return {
-            **known,
-            "intervention": f"curve-{claim}:{spec.key}",
-            "parameters": {f"curve.{path}": value for path, value in spec.parameters.items()},
-            "derived": spec.derived,
-            "structure": {"intervention": spec.structure},
-        }
+    def _claim_effect(self, effect: Effect, note: str, claim: str, **parameters: float) -> Effect:
+        """``effect`` as a curve claim's: the curve as its intervention and identity (with the circuit Effect's
+        model, prompts and metric), and ``note`` saying which components it was decided on."""
+        spec = {**self._spec, "claim": claim, **parameters}
+        found = identity(spec)
+        return replace(
+            effect,
+            intervention=spec,
+            identity={
+                **(self._base.effect.identity or {}),
+                "intervention": f"curve-{claim}:{found.key}",
+                "parameters": {f"curve.{path}": value for path, value in found.parameters.items()},
+                "derived": found.derived,
+                "structure": {"intervention": found.structure},
+            },
+            notes=(*effect.notes, note),
+        )
 
     def __repr__(self) -> str:
         points = ", ".join(f"{p:g}: {value:.3g}" for p, value in zip(self.fractions, self._estimates(), strict=True))
