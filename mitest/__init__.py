@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # static view of the lazy names below; nothing is imported at run time
     from mitest import zoo
     from mitest.circuits.circuit import CircuitTest, circuit
+    from mitest.circuits.curve import FaithfulnessCurve, faithfulness_curve
     from mitest.claims import stats
     from mitest.claims.effect import Effect, expect_monotonic
     from mitest.claims.verdict import HOLDS, INCONCLUSIVE, REFUTED, Verdict
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # static view of the lazy names below; nothing is imported at
         ClaimFailure,
         ClaimInconclusive,
         ClaimRefuted,
+        CurveError,
         HookNotFiredError,
         HypothesisError,
         InconclusiveWarning,
@@ -104,6 +106,8 @@ _EXPORTS = {
     "expect_for_all": "mitest.families.properties",
     "circuit": "mitest.circuits.circuit",
     "CircuitTest": "mitest.circuits.circuit",
+    "faithfulness_curve": "mitest.circuits.curve",
+    "FaithfulnessCurve": "mitest.circuits.curve",
     "sweep": "mitest.sweeps.sweep",
     "Sweep": "mitest.sweeps.sweep",
     "attribute": "mitest.sweeps.attribution",
@@ -115,6 +119,7 @@ _EXPORTS = {
     "ClaimFailure": "mitest.errors",
     "ClaimInconclusive": "mitest.errors",
     "ClaimRefuted": "mitest.errors",
+    "CurveError": "mitest.errors",
     "HookNotFiredError": "mitest.errors",
     "NestedRunError": "mitest.errors",
     "HypothesisError": "mitest.errors",

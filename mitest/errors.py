@@ -122,6 +122,10 @@ class CandidateError(MitestError, ValueError):
     """A ``--mitest-model`` value or an ``mi.model`` default that names no loadable model."""
 
 
+class CurveError(MitestError, ValueError):
+    """A faithfulness curve asked for with a ranking or fractions it cannot use (empty, repeated, unsorted)."""
+
+
 class ZooError(MitestError, ValueError):
     """A zoo model was asked for with arguments it cannot be built with."""
 

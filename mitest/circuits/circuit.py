@@ -115,16 +115,30 @@ def circuit(
         raise InterventionError(
             "ablation='corrupted' patches from the corrupted prompts; build Prompts(..., corrupted=...)"
         )
-    universe = _single(every_component(model) if components is None else components)
-    kept = _single(circuit)
+    universe = single(every_component(model) if components is None else components)
+    return CircuitTest(
+        model,
+        prompts,
+        universe,
+        _kept(circuit, universe),
+        metric,
+        ablation=ablation,
+        seed=settings.seed if seed is None else int(seed),
+        batch_size=batch_size,
+    )
+
+
+def _kept(circuit: Any, universe: Sequence[Site]) -> frozenset[int]:
+    """The circuit's components as indices into ``universe``; refuses an empty circuit or the whole universe."""
+    kept = single(circuit)
     if not kept:
         raise MitestError("a circuit needs at least one component, e.g. mt.heads('0.0', '1.0')")
-    labels = [_label(site) for site in universe]
+    labels = [label(site) for site in universe]
     for site in kept:
         if site not in universe:
-            near = closest(_label(site), labels) or labels[:5]
+            near = closest(label(site), labels) or labels[:5]
             raise SiteError(
-                f"circuit component {_label(site)} ({site}) is not among the {len(universe)} components it is "
+                f"circuit component {label(site)} ({site}) is not among the {len(universe)} components it is "
                 f"drawn from; closest: {', '.join(near)}. Pass components= to change the universe"
             )
     if len(kept) == len(universe):
@@ -132,16 +146,7 @@ def circuit(
             f"the circuit holds all {len(universe)} components, so nothing is left to compare it with; "
             "pass a smaller circuit or a larger components="
         )
-    return CircuitTest(
-        model,
-        prompts,
-        universe,
-        frozenset(universe.index(site) for site in kept),
-        metric,
-        ablation=ablation,
-        seed=settings.seed if seed is None else int(seed),
-        batch_size=batch_size,
-    )
+    return frozenset(universe.index(site) for site in kept)
 
 
 def every_component(model: Model) -> list[Site]:
@@ -179,6 +184,7 @@ class CircuitTest:
         ablation: str,
         seed: int,
         batch_size: int,
+        shared: tuple[Effect, dict[frozenset[int], np.ndarray]] | None = None,
     ) -> None:
         self.model, self.prompts, self.metric = model, prompts, metric
         self.components = tuple(components)
@@ -195,12 +201,12 @@ class CircuitTest:
         }
         circuit_identity = identity(spec)
         self.key = circuit_identity.key
-        everything = self._measure(self._all)
-        self._warn_unchanged(everything)
-        self._measured: dict[frozenset[int], np.ndarray] = {
-            frozenset(): everything.clean,
-            self._all: everything.intervened,
-        }
+        if shared is None:
+            everything = self._measure(self._all)
+            self._warn_unchanged(everything)
+            shared = everything, {frozenset(): everything.clean, self._all: everything.intervened}
+        everything, self._measured = shared
+        self._shared = shared
         self.effect = Effect(
             clean=everything.clean,
             intervened=self._without(self._all - circuit),
@@ -215,6 +221,20 @@ class CircuitTest:
                 "derived": circuit_identity.derived,
                 "structure": {"intervention": circuit_identity.structure},
             },
+        )
+
+    def with_circuit(self, circuit: Any) -> CircuitTest:
+        """The same universe, prompts and knockouts with another circuit; sets already measured are not run again."""
+        return CircuitTest(
+            self.model,
+            self.prompts,
+            self.components,
+            _kept(circuit, self.components),
+            self.metric,
+            ablation=self.ablation,
+            seed=self.seed,
+            batch_size=self.batch_size,
+            shared=self._shared,
         )
 
     @property
@@ -284,14 +304,14 @@ class CircuitTest:
         means = [float(d.mean()) for d in drops]
         weakest = int(np.argmin(means))
         drop = drops[weakest]
-        lacking = [_label(self.components[c]) for c, p in zip(members, p_refuted, strict=True) if p < a]
+        lacking = [label(self.components[c]) for c, p in zip(members, p_refuted, strict=True) if p < a]
         notes = [f"removing {', '.join(lacking)} lowers faithfulness by less than {at_least:g}"] if lacking else []
         notes += [
-            f"{_label(self.components[c])}: mean drop {mean:.4g}, Holm p(holds) {ph:.2g}, p(refuted) {pr:.2g}"
+            f"{label(self.components[c])}: mean drop {mean:.4g}, Holm p(holds) {ph:.2g}, p(refuted) {pr:.2g}"
             for c, mean, ph, pr in zip(members, means, p_holds, p_refuted, strict=True)
         ]
         notes += [
-            f"{_label(self.components[c])} not decided: {reason}"
+            f"{label(self.components[c])} not decided: {reason}"
             for c, decision in zip(members, decisions, strict=True)
             for reason in dict.fromkeys((*decision.refused_holds, *decision.refused_refuted))
             if "prompts is below" not in reason  # the rule on n is the same for every component: said once
@@ -445,7 +465,7 @@ class CircuitTest:
             )
 
     def __repr__(self) -> str:
-        kept = ", ".join(_label(site) for site in self.circuit)
+        kept = ", ".join(label(site) for site in self.circuit)
         return f"CircuitTest([{kept}] of {len(self.components)} components, {self.ablation} ablation, n={self.n})"
 
     @property
@@ -496,7 +516,7 @@ def _draw(size: int, k: int, samples: int, seed: int) -> list[frozenset[int]]:
     return [frozenset(rng.choice(size, k, replace=False).tolist()) for _ in range(samples)]
 
 
-def _single(spec: Any) -> list[Site]:
+def single(spec: Any) -> list[Site]:
     """Sites split into single components (one head or neuron each), duplicates dropped, order kept."""
     single: list[Site] = []
     for site in as_sites(spec):
@@ -520,7 +540,7 @@ def _merged(sites: Sequence[Site]) -> list[Site]:
     return [replace(whole, index=None if indices is None else tuple(sorted(indices))) for whole, indices in groups]
 
 
-def _label(site: Site) -> str:
+def label(site: Site) -> str:
     """A short name: ``1.4`` for a head, ``mlp 1`` for an MLP, else the site itself."""
     found = re.fullmatch(r"blocks\.(\d+)\.(attn\.hook_z|hook_mlp_out)", site.name)
     if found is None or site.positions != ALL or site.direction is not None:

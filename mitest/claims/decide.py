@@ -82,6 +82,7 @@ def decide(
     against: np.ndarray | None = None,
     margins: np.ndarray | None = None,
     sweep: dict[str, Any] | None = None,
+    curve: dict[str, Any] | None = None,
     rate: float | None = None,
 ) -> Verdict:
     """The Verdict on a claim from its test (p-values, or ``decision``, which also says which sides may
@@ -91,7 +92,8 @@ def decide(
     ``unit_scale`` converts the decision's margins to the estimate's scale; ``gap`` is the distance
     between the estimate and the boundary the test must resolve; ``against`` marks the prompts
     that go against the claim, ``margins`` their signed margins (for the few-prompts note); ``rate``
-    is a grouped flip-rate claim's rate (its power follows the all-or-nothing bound too).
+    is a grouped flip-rate claim's rate (its power follows the all-or-nothing bound too); ``sweep`` and
+    ``curve`` are a sweep's cells and a faithfulness curve's points, kept for the reports.
     """
     __tracebackhide__ = True
     refusals: tuple[str, ...] = ()
@@ -142,6 +144,7 @@ def decide(
         kind=kind,
         share_against=share,
         sweep=sweep,
+        curve=curve,
     )
     return publish(verdict, effect, per_prompt)
 

@@ -183,50 +183,7 @@ class Effect:
         corrupted run as base (a faithfulness score for a patch or circuit), bootstrap CI.
         """
         __tracebackhide__ = True
-        if self.corrupted is None:
-            raise MitestError(
-                "expect_recovery needs the base (corrupted) run: measure with Prompts(..., corrupted=...) "
-                "or pass Effect.from_values(..., corrupted=...)"
-            )
-        _check_finite(at_least)
-        check_units(self)
-        gap = self.clean - self.corrupted
-        recovered = self.intervened - self.corrupted
-        gap_units = stats.units(gap, self.groups)
-        se = gap_units.std(ddof=1) / np.sqrt(len(gap_units))
-        if gap.mean() == 0 or abs(gap_units.mean()) < 3 * se:
-            raise MitestError(
-                f"the clean-minus-base gap is too small to normalise by (mean {gap.mean():.3g}, standard error "
-                f"{se:.3g}); recovery needs a base run that clearly differs from the clean run"
-            )
-        a = claim_alpha(alpha)
-        sign = np.sign(gap.mean())
-        size = (
-            np.abs(self.intervened)
-            + np.abs(self.corrupted)
-            + abs(at_least) * (np.abs(self.clean) + np.abs(self.corrupted))
-        )
-        margin = stats.settle(sign * (recovered - at_least * gap), size)
-        exact = unchanged_by_construction(self) or unchanged_by_construction(self, self.corrupted)
-        per_prompt = np.divide(recovered, gap, out=np.full(self.n, np.nan), where=gap != 0)
-        worst = np.argsort(margin, kind="stable")[:3]
-        estimate = float(recovered.sum() / gap.sum())
-        return decide(
-            self,
-            claim=f"recovers at least {at_least:g} of the clean-base gap",
-            estimate=estimate,
-            interval=claim_interval(self, recovered, gap, a),
-            threshold=float(at_least),
-            p=None,
-            alpha=a,
-            gap=abs(estimate - at_least),
-            worst=[(int(i), float(per_prompt[i])) for i in worst],
-            per_prompt=sign * recovered / abs(gap.mean()),
-            decision=paired_decision(self, margin, a, exact),
-            unit_scale=abs(float(gap.mean())),
-            against=margin < 0,
-            margins=margin,
-        )
+        return decide_recovery(self, at_least, alpha=alpha)
 
     def expect_flip_rate(self, at_least: float, *, alpha: float | None = None) -> Verdict:
         """Claim: at least a fraction ``at_least`` of prompts change their top-1 prediction.
@@ -309,6 +266,65 @@ class Effect:
             f"Effect({self.metric}, n={self.n}, clean mean={self.clean.mean():.4g}, "
             f"intervened mean={self.intervened.mean():.4g}, mean delta={self.delta.mean():.4g})"
         )
+
+
+def decide_recovery(
+    effect: Effect,
+    at_least: float,
+    *,
+    alpha: float | None = None,
+    claim: str | None = None,
+    curve: dict[str, Any] | None = None,
+) -> Verdict:
+    """The recovery claim of :meth:`Effect.expect_recovery` on ``effect``; ``claim`` words it (default: the
+    generic wording), for claims that are recoveries under another name (a faithfulness curve's points,
+    whose ``curve`` the verdict carries to the reports)."""
+    __tracebackhide__ = True
+    if effect.corrupted is None:
+        raise MitestError(
+            "expect_recovery needs the base (corrupted) run: measure with Prompts(..., corrupted=...) "
+            "or pass Effect.from_values(..., corrupted=...)"
+        )
+    _check_finite(at_least)
+    check_units(effect)
+    gap = effect.clean - effect.corrupted
+    recovered = effect.intervened - effect.corrupted
+    gap_units = stats.units(gap, effect.groups)
+    se = gap_units.std(ddof=1) / np.sqrt(len(gap_units))
+    if gap.mean() == 0 or abs(gap_units.mean()) < 3 * se:
+        raise MitestError(
+            f"the clean-minus-base gap is too small to normalise by (mean {gap.mean():.3g}, standard error "
+            f"{se:.3g}); recovery needs a base run that clearly differs from the clean run"
+        )
+    a = claim_alpha(alpha)
+    sign = np.sign(gap.mean())
+    size = (
+        np.abs(effect.intervened)
+        + np.abs(effect.corrupted)
+        + abs(at_least) * (np.abs(effect.clean) + np.abs(effect.corrupted))
+    )
+    margin = stats.settle(sign * (recovered - at_least * gap), size)
+    exact = unchanged_by_construction(effect) or unchanged_by_construction(effect, effect.corrupted)
+    per_prompt = np.divide(recovered, gap, out=np.full(effect.n, np.nan), where=gap != 0)
+    worst = np.argsort(margin, kind="stable")[:3]
+    estimate = float(recovered.sum() / gap.sum())
+    return decide(
+        effect,
+        claim=claim or f"recovers at least {at_least:g} of the clean-base gap",
+        estimate=estimate,
+        interval=claim_interval(effect, recovered, gap, a),
+        threshold=float(at_least),
+        p=None,
+        alpha=a,
+        gap=abs(estimate - at_least),
+        worst=[(int(i), float(per_prompt[i])) for i in worst],
+        per_prompt=sign * recovered / abs(gap.mean()),
+        decision=paired_decision(effect, margin, a, exact),
+        unit_scale=abs(float(gap.mean())),
+        against=margin < 0,
+        margins=margin,
+        curve=curve,
+    )
 
 
 def expect_monotonic(effects: Sequence[Effect], *, increasing: bool = True, alpha: float | None = None) -> Verdict:

@@ -51,6 +51,7 @@ class Verdict:
     kind: str = "effect"
     share_against: float = 0.0
     sweep: dict[str, Any] | None = None  # a sweep claim's cells, for reports and heatmaps
+    curve: dict[str, Any] | None = None  # a faithfulness-curve claim's points and area, for reports
 
     @property
     def holds(self) -> bool:

@@ -63,6 +63,24 @@ class SweepRecord(TypedDict):
     cells: list[SweepCell]
 
 
+class CurvePoint(TypedDict):
+    """One point of a faithfulness curve: the fraction, its k, the faithfulness and its interval."""
+
+    fraction: float
+    k: int
+    estimate: float
+    low: float
+    high: float
+
+
+class CurveRecord(TypedDict):
+    """A faithfulness-curve claim's points, its area with interval, and the fraction a point claim is about."""
+
+    points: list[CurvePoint]
+    auc: dict[str, float]
+    at_fraction: float | None
+
+
 class ClaimRecord(TypedDict, total=False):
     """One decided claim. The verdict's numbers, where the claim lives, what produced it, and after
     the gate its ``baseline`` comparison; a run adds the suite-wide adjusted ``p_holm`` and ``p_bh``."""
@@ -105,6 +123,7 @@ class ClaimRecord(TypedDict, total=False):
     hooks: list[dict[str, Any]]
     per_prompt: PerPrompt
     sweep: SweepRecord  # sweep claims only
+    curve: CurveRecord  # faithfulness-curve claims only
     # added later
     baseline: dict[str, Any]
     p_holm: float
@@ -121,8 +140,9 @@ def build_record(
     claim_definition = definition(identity, verdict.claim, verdict.threshold)
     data = verdict.to_dict()
     method = data.pop("test")
-    if data.get("sweep") is None:
-        data.pop("sweep", None)
+    for field in ("sweep", "curve"):
+        if data.get(field) is None:
+            data.pop(field, None)
     groups = None if effect.groups is None else [str(g) for g in effect.groups]
     record: dict[str, Any] = {
         **data,
@@ -276,7 +296,10 @@ def _claim_problem(claim: dict, i: int) -> str | None:
     if problem:
         return f"claim {i} has {problem}"
     problem = sweep_problem(claim["sweep"]) if claim.get("sweep") is not None else None
-    return f"claim {i}: sweep {problem}" if problem else None
+    if problem:
+        return f"claim {i}: sweep {problem}"
+    problem = curve_problem(claim["curve"]) if claim.get("curve") is not None else None
+    return f"claim {i}: curve {problem}" if problem else None
 
 
 _SWEEP_ROWS, _SWEEP_COLUMNS = (None, "layer"), (None, "head", "neuron", "position")
@@ -305,6 +328,30 @@ def sweep_problem(sweep: Any) -> str | None:
         if problem:
             return problem
     return None
+
+
+_POINT_FIELDS = {"fraction": "finite", "k": "integer", **{name: "number" for name in ("estimate", "low", "high")}}
+_AREA_FIELDS = {name: "number" for name in ("estimate", "low", "high")}
+
+
+def curve_problem(curve: Any) -> str | None:
+    """The first thing in a claim's curve field that the renderers could not use, or None."""
+    if not isinstance(curve, dict):
+        return f"is a {type(curve).__name__}, not an object"
+    points = curve.get("points")
+    if not isinstance(points, list) or len(points) < 2:
+        return "points is not a list of at least two points"
+    for j, point in enumerate(points):
+        problem = _fields_problem(point, _POINT_FIELDS, f"point {j}")
+        if problem:
+            return problem
+    fractions = [float(point["fraction"]) for point in points]
+    if any(b <= a for a, b in zip(fractions, fractions[1:], strict=False)):
+        return "points are not in increasing fraction order"
+    at = curve.get("at_fraction")
+    if at is not None and not _KINDS["finite"](at):
+        return f"at_fraction is {at!r:.40}, not a finite number or null"
+    return _fields_problem(curve.get("auc"), _AREA_FIELDS, "auc")
 
 
 def _cell_problem(cell: dict, j: int) -> str | None:

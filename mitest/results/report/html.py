@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from mitest.results.report.curve import render_curve
 from mitest.results.report.heatmap import render_heatmap
 
 COLORS = {"HOLDS": "#1a7f37", "REFUTED": "#cf222e", "INCONCLUSIVE": "#9a6700"}
@@ -16,11 +17,12 @@ WIDTH, ROW = 360, 26
 
 def render_html(run: dict) -> str:
     """The report: summary, a forest plot row per claim (estimate, CI, threshold), the per-prompt
-    distribution of each claim, the baseline comparison, and a heatmap under each sweep claim."""
+    distribution of each claim, the baseline comparison, a heatmap under each sweep claim and the curve
+    under each faithfulness-curve claim."""
     summary = {key: _text(value) for key, value in run["summary"].items()}
     settings = {key: _text(value) for key, value in run["settings"].items()}
     undecided = _undecided_note(run)
-    rows = "\n".join(_claim_row(claim) + _sweep_row(claim) for claim in run["claims"])
+    rows = "\n".join(_claim_row(claim) + _sweep_row(claim) + _curve_row(claim) for claim in run["claims"])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>mitest report</title>
 <style>
@@ -85,6 +87,14 @@ def _sweep_row(claim: dict) -> str:
     if not claim.get("sweep"):
         return ""
     return f'\n<tr class="sweep"><td></td><td colspan="5">{render_heatmap(claim["sweep"])}</td></tr>'
+
+
+def _curve_row(claim: dict) -> str:
+    """A row under a faithfulness-curve claim with its curve and band; nothing for other claims."""
+    if not claim.get("curve"):
+        return ""
+    threshold = float(claim["threshold"])
+    return f'\n<tr class="curve"><td></td><td colspan="5">{render_curve(claim["curve"], threshold)}</td></tr>'
 
 
 def _forest(claim: dict, color: str) -> str:
