@@ -4,7 +4,8 @@ On the zoo's induction model (64 prompts of each task, every head patched from t
 and on ``planted.saturated_attention()`` (every head's key), it times one clean forward pass over the
 prompts, ``mt.attribute`` with AtP and with IG (16 steps), and the exact ``mt.sweep``, each from an
 empty cache (best of a few runs), and prints the times as multiples of the clean pass, then each
-method's Spearman rho with exact patching and the verdict of ``expect_agrees_with_patching``.
+method's Spearman rho with exact patching and the verdict of ``expect_agrees_with_patching``; first,
+AtP over the 144 heads of a GPT-2-small-shaped random model (8 prompts x 32 tokens) in clean passes.
 Timings are printed, never asserted: machines are noisy.
 
     OMP_NUM_THREADS=1 python benchmarks/attribution_cost.py
@@ -58,9 +59,35 @@ def _report(title: str, model: mt.Model, prompts: mt.Prompts, template: mt.Inter
         )
 
 
+def gpt2_small_cost(prompts: int = 8, tokens: int = 32) -> None:
+    """AtP over all 144 heads of a GPT-2-small-shaped random model, in clean forward passes."""
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=12, n_head=12, n_embd=768, vocab_size=50257)
+    model = mt.Model.from_hf(transformers.GPT2LMHeadModel(config).eval())
+    generator = torch.Generator().manual_seed(0)
+    ids = [torch.randint(0, config.vocab_size, (prompts, tokens), generator=generator) for _ in range(2)]
+    answers = [torch.randint(0, config.vocab_size, (prompts,), generator=generator) for _ in range(2)]
+    corrupted = mt.Prompts(ids[1], answers=answers[0], wrong=answers[1])
+    pairs = mt.Prompts(ids[0], answers=answers[0], wrong=answers[1], corrupted=corrupted)
+
+    def forward() -> None:
+        with model.running():
+            model.forward(pairs.tokens, pairs.attention_mask)
+
+    clean = _best(model, forward, 3)
+    atp = _best(model, lambda: mt.attribute(model, pairs, mt.patch(mt.heads("*")), mt.metrics.logit_diff), 3)
+    print(
+        f"GPT-2-small shape, {prompts} x {tokens} tokens, 144 heads: clean forward {1e3 * clean:.0f} ms; "
+        f"atp {1e3 * atp:.0f} ms = {atp / clean:.2f} forward passes"
+    )
+
+
 def main() -> None:
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", mt.NoOpInterventionWarning)
+    gpt2_small_cost()
     model, prompts = mt.zoo.load("induction")
     heads = mt.patch(mt.heads("*"))
     _report("induction next_token", model, prompts["next_token"], heads, mt.metrics.logit_diff, 0.9)

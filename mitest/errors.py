@@ -133,6 +133,11 @@ class ZooError(MitestError, ValueError):
 # -- warnings --------------------------------------------------------------------------------------
 
 
+class ReadsDone(Exception):
+    """Not an error: raised inside a pass that only reads activations once every read has fired, to
+    skip the rest of the forward pass; the engine catches it and it never reaches a user."""
+
+
 class MitestWarning(UserWarning):
     """Base class of every warning mitest emits."""
 

@@ -19,10 +19,15 @@ PACKAGE = Path(mt.__file__).parent
 
 
 def _error_classes() -> list[type[BaseException]]:
+    """Every exception and warning a user can meet (``ReadsDone`` is the engine's own signal, caught
+    where it is raised)."""
     return [
         value
         for value in vars(errors).values()
-        if inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == errors.__name__
+        if inspect.isclass(value)
+        and issubclass(value, BaseException)
+        and value.__module__ == errors.__name__
+        and value is not errors.ReadsDone
     ]
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from mitest.engine.compile import compile_edits, input_prompts
+from mitest.engine.compile import compile_edits, input_prompts, prefetch
 from mitest.engine.edits import Edit, apply
 from mitest.engine.hooks import HookSet, eager_attention
 from mitest.engine.runner import Engine, check_fired
@@ -68,18 +68,20 @@ def attribution_scores(
     if len(inputs) != 1:
         raise InterventionError("the cells of one attribution must all run on the same prompts (one patch direction)")
     run_prompts = input_prompts(interventions[0], prompts)
+    prefetch(engine, prompts, interventions)
     cells = [_compiled(engine, prompts, iv) for iv in interventions]
     points = {cell.edit.point.name: cell.edit.point for cell in cells}
-    clean = dict(zip(points, engine.capture_all(run_prompts, list(points.values())), strict=True))
+    if method != "atp":  # AtP reads the clean activations in its own gradient pass
+        clean = dict(zip(points, engine.capture_all(run_prompts, list(points.values())), strict=True))
     references = engine.metric_values(prompts, metric)[1] if metric.needs_reference else None
     scores = np.zeros((len(cells), len(run_prompts)))
     for number, batch in enumerate(run_prompts.batches(engine.batch_size)):
         reference = references[number] if references is not None else None
-        base = {name: _rows(clean[name], batch, points[name]) for name in points}
         if method == "atp":
-            offsets = {name: torch.zeros_like(view) for name, view in base.items()}
-            slopes = _gradients(engine, batch, points, offsets, metric, reference)
+            base: dict[str, torch.Tensor] = {}
+            slopes = _gradients(engine, batch, points, None, metric, reference, seen=base)
         else:
+            base = {name: _rows(clean[name], batch, points[name]) for name in points}
             slopes = {
                 name: _mean_slope(engine, batch, points[name], cells, base[name], metric, reference, steps)
                 for name in points
@@ -151,19 +153,28 @@ def _gradients(
     engine: Engine,
     batch: Prompts,
     points: dict[str, ResolvedSite],
-    offsets: dict[str, torch.Tensor],
+    offsets: dict[str, torch.Tensor] | None,
     metric: Metric,
     reference: torch.Tensor | None,
     copies: int = 1,
+    seen: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The gradient of the metric (summed over the batch's prompts, which do not interact) with respect
     to an offset added at each hook point, in one forward and backward pass over ``copies`` copies of
-    the batch stacked along the batch axis (offsets ``[copies * rows, ...]``)."""
+    the batch stacked along the batch axis (offsets ``[copies * rows, ...]``; None: zero offsets, the
+    gradient at the clean run, whose activations at the points then go into ``seen``)."""
     model = engine.model
-    leaves = {name: offset.detach().requires_grad_(True) for name, offset in offsets.items()}
     hooks = HookSet(model.hf_model)
-    for name, leaf in leaves.items():
-        hooks.add(_writable(points[name]), functools.partial(_shifted, leaf))
+    if offsets is None:
+        leaves: dict[str, torch.Tensor] = {}
+        for name, point in points.items():
+            hooks.add(_writable(point), functools.partial(_shifted_from_zero, leaves, name))
+            if seen is not None:
+                hooks.add(point, functools.partial(_remember, seen, name))
+    else:
+        leaves = {name: offset.detach().requires_grad_(True) for name, offset in offsets.items()}
+        for name, leaf in leaves.items():
+            hooks.add(_writable(points[name]), functools.partial(_shifted, leaf))
     device = model.device
     with differentiable(model), hooks, _eager(engine):
         tokens, mask = batch.tokens.repeat(copies, 1), batch.attention_mask.repeat(copies, 1)
@@ -186,6 +197,15 @@ def _gradients(
 
 def _shifted(offset: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
     return view + offset.to(view.dtype)
+
+
+def _shifted_from_zero(leaves: dict[str, torch.Tensor], name: str, view: torch.Tensor) -> torch.Tensor:
+    leaves[name] = torch.zeros_like(view, requires_grad=True)
+    return view + leaves[name]
+
+
+def _remember(seen: dict[str, torch.Tensor], name: str, view: torch.Tensor) -> None:
+    seen[name] = view.detach().clone()
 
 
 def _writable(point: ResolvedSite) -> ResolvedSite:

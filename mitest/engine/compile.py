@@ -138,12 +138,41 @@ def _rows_of(acts: torch.Tensor, point: ResolvedSite, rows: torch.Tensor | None 
     return lambda view, batch: take_rows(acts, rows[batch.index], view, point)
 
 
+def prefetch(engine: Engine, prompts: Prompts, interventions: Iterable[Intervention]) -> None:
+    """Compute every capture and mean that many one-cell interventions read, in one pass per prompt set
+    (compiling each cell alone would run one pass per site); the results land in the model's cache,
+    where compiling finds them."""
+    reads: dict[tuple[str, str, bool], tuple[Prompts, dict[str, ResolvedSite]]] = {}
+
+    def add(kind: str, source: Prompts, sites: Iterable[Site], per_position: bool = False) -> None:
+        points = reads.setdefault((kind, source.fingerprint, per_position), (source, {}))[1]
+        for site in sites:
+            points[site.name] = engine.model.resolve(site.name)
+
+    for intervention in interventions:
+        if isinstance(intervention, Patch):
+            add("capture", patch_source(intervention, prompts), intervention.sites)
+        elif isinstance(intervention, Ablate) and intervention.method == "mean":
+            add("mean", _mean_reference(intervention, prompts), intervention.sites, intervention.per_position)
+        elif isinstance(intervention, Ablate) and intervention.method == "resample":
+            add("capture", _resample_reference(intervention, prompts), intervention.sites)
+    for (kind, _, per_position), (source, points) in reads.items():
+        if kind == "capture":
+            engine.capture_all(source, list(points.values()))
+        else:
+            engine.mean_all(source, list(points.values()), per_position)
+
+
+def _mean_reference(part: Ablate, prompts: Prompts) -> Prompts:
+    return part.reference if isinstance(part.reference, Prompts) else prompts  # a str is resample's
+
+
 def _ablated(part: Ablate, site: Site, point: ResolvedSite, run: Run) -> ValueFn:
     engine = run.engine
     if part.method == "zero":
         return lambda view, batch: torch.zeros_like(view)
     if part.method == "mean":
-        reference = part.reference if isinstance(part.reference, Prompts) else run.prompts  # a str is resample's
+        reference = _mean_reference(part, run.prompts)
         reference.check_vocab(engine.model.vocab_size)
         mean = engine.mean(reference, point, part.per_position)
         return _mean_value(mean, part.per_position, run.inputs, point)
@@ -173,11 +202,18 @@ def _mean_value(mean: torch.Tensor, per_position: bool, run: Prompts, point: Res
     return value
 
 
+def _resample_reference(part: Ablate, prompts: Prompts) -> Prompts:
+    """The prompts whose activations a resample ablation hands out."""
+    if part.reference == "corrupted":
+        return corrupted_of(prompts, "resample from reference='corrupted'")
+    return part.reference if isinstance(part.reference, Prompts) else prompts
+
+
 def _donors(part: Ablate, prompts: Prompts) -> tuple[torch.Tensor, Prompts]:
     """For each prompt, the row of the reference prompt whose activation replaces its own."""
+    reference = _resample_reference(part, prompts)
     if part.reference == "corrupted":
-        return torch.arange(len(prompts)), corrupted_of(prompts, "resample from reference='corrupted'")
-    reference = part.reference if isinstance(part.reference, Prompts) else prompts
+        return torch.arange(len(prompts)), reference
     rng = np.random.default_rng(part.seed)
     ref_lengths = reference.lengths.numpy()
     donors = np.empty(len(prompts), dtype=np.int64)

@@ -20,7 +20,7 @@ import torch
 from mitest import progress
 from mitest.engine.edits import Edit, apply
 from mitest.engine.hooks import HookSet, HookStats, close, eager_attention
-from mitest.errors import HookNotFiredError, MetricError
+from mitest.errors import HookNotFiredError, MetricError, ReadsDone
 from mitest.model.layouts import ResolvedSite
 from mitest.model.model import Model
 from mitest.spec.metrics import Custom, Metric
@@ -53,6 +53,21 @@ class Engine:
             else:
                 self._loop(prompts, on_batch)
 
+    def read(self, prompts: Prompts, hooks: HookSet, reads: list[tuple[ResolvedSite, HookStats]]) -> None:
+        """A pass that only reads (``hooks`` holds nothing but the ``reads``, each a point and the stats
+        of its read): each batch stops
+        as soon as every read has fired, so the layers above the last read and the unembedding never run."""
+        stopped = [0]  # batches stopped so far: every read has fired that many times before this batch
+
+        def enough(view: torch.Tensor) -> None:
+            if min(stats.fired for _, stats in reads) > stopped[0]:
+                stopped[0] += 1
+                raise ReadsDone
+
+        for point in {point.name: point for point, _ in reads}.values():
+            hooks.add(point, enough)
+        self.run(prompts, hooks, lambda batch, logits: None)
+
     def _loop(self, prompts: Prompts, on_batch: Callable[[Prompts, torch.Tensor], None]) -> None:
         device = self.model.device
         batches = progress.bar(
@@ -62,7 +77,11 @@ class Engine:
             with batches as bar:
                 for batch in bar:
                     self._batch = batch
-                    on_batch(batch, self.model.forward(batch.tokens.to(device), batch.attention_mask.to(device)))
+                    try:
+                        logits = self.model.forward(batch.tokens.to(device), batch.attention_mask.to(device))
+                    except ReadsDone:  # a read-only pass has all it needs from this batch
+                        continue
+                    on_batch(batch, logits)
         finally:
             self._batch = None
 
@@ -161,7 +180,7 @@ class Engine:
         if missing:
             hooks = HookSet(self.model.hf_model)
             stores = {key: self.reader(prompts, point, hooks) for key, point in missing.items()}
-            self.run(prompts, hooks, lambda batch, logits: None)
+            self.read(prompts, hooks, [(missing[key], stats) for key, (_, stats) in stores.items()])
             for key, (store, stats) in stores.items():
                 check_fired([stats], self.passes(prompts))
                 found[key] = self.cache.get(key, functools.partial(operator.getitem, store, 0))
@@ -180,36 +199,45 @@ class Engine:
 
     def mean(self, prompts: Prompts, point: ResolvedSite, per_position: bool) -> torch.Tensor:
         """Mean activation over real (non-padding) tokens: per position ``[max_len, ...]`` or pooled."""
+        return self.mean_all(prompts, [point], per_position)[0]
 
-        def compute():
-            width = prompts.tokens.shape[1]
-            sums: list[torch.Tensor] = []
-
-            def read(view):
-                batch = self.batch()
-                real = batch.attention_mask.to(device=view.device, dtype=torch.float64)
-                real = real.view(*real.shape, *[1] * (view.dim() - 2))
-                values = view.new_zeros(_padded_shape(len(batch), width, view, point), dtype=torch.float64)
-                _write_padded(
-                    values, torch.arange(len(batch), device=view.device), view.to(torch.float64) * real, point
-                )
-                counts = torch.zeros(
-                    len(batch), width, *[1] * (view.dim() - 2), dtype=torch.float64, device=view.device
-                )
-                counts[:, : view.shape[1]] = real
-                dims = 0 if per_position else (0, 1)
-                total, count = values.sum(dims), counts.sum(dims)
-                if sums:
-                    total, count = total + sums[0], count + sums[1]
-                sums[:] = [total, count, view.dtype]
-
+    def mean_all(self, prompts: Prompts, points: list[ResolvedSite], per_position: bool) -> list[torch.Tensor]:
+        """Several sites' means (see :meth:`mean`), from one pass for all those not yet cached."""
+        keys = [("mean", self.eager, prompts.fingerprint, point.name, per_position) for point in points]
+        found = {key: value for key, (hit, value) in ((key, self.cache.lookup(key)) for key in keys) if hit}
+        missing = {key: point for key, point in zip(keys, points, strict=True) if key not in found}
+        if missing:
             hooks = HookSet(self.model.hf_model)
-            stats = hooks.add(point, read)
-            self.run(prompts, hooks, lambda batch, logits: None)
-            check_fired([stats], self.passes(prompts))
-            return (sums[0] / sums[1]).to(sums[2])
+            sums = {key: self._summer(prompts, point, per_position, hooks) for key, point in missing.items()}
+            self.read(prompts, hooks, [(missing[key], stats) for key, (_, stats) in sums.items()])
+            for key, (total, stats) in sums.items():
+                check_fired([stats], self.passes(prompts))
+                found[key] = self.cache.get(key, functools.partial(_mean_of, total))
+        return [found[key] for key in keys]
 
-        return self.cache.get(("mean", self.eager, prompts.fingerprint, point.name, per_position), compute)
+    def _summer(
+        self, prompts: Prompts, point: ResolvedSite, per_position: bool, hooks: HookSet
+    ) -> tuple[list, HookStats]:
+        """Add to ``hooks`` a read of ``point`` that sums its real-token values and their count (filled
+        by the run as ``[total, count, dtype]``)."""
+        width = prompts.tokens.shape[1]
+        sums: list = []
+
+        def read(view):
+            batch = self.batch()
+            real = batch.attention_mask.to(device=view.device, dtype=torch.float64)
+            real = real.view(*real.shape, *[1] * (view.dim() - 2))
+            values = view.new_zeros(_padded_shape(len(batch), width, view, point), dtype=torch.float64)
+            _write_padded(values, torch.arange(len(batch), device=view.device), view.to(torch.float64) * real, point)
+            counts = torch.zeros(len(batch), width, *[1] * (view.dim() - 2), dtype=torch.float64, device=view.device)
+            counts[:, : view.shape[1]] = real
+            dims = 0 if per_position else (0, 1)
+            total, count = values.sum(dims), counts.sum(dims)
+            if sums:
+                total, count = total + sums[0], count + sums[1]
+            sums[:] = [total, count, view.dtype]
+
+        return sums, hooks.add(point, read)
 
     def captured(self, prompts: Prompts, edits: list[Edit], points: list[ResolvedSite]) -> list[torch.Tensor]:
         """Activations at ``points`` (each ``[n, max_len, ...]``) with every edit installed."""
@@ -289,6 +317,12 @@ def _metric_identity(metric: Metric) -> object:
     if isinstance(metric, Custom):
         return _Identity(metric.fn)
     return (type(metric), metric.key())
+
+
+def _mean_of(sums: list) -> torch.Tensor:
+    """The mean from a :meth:`Engine._summer` read's ``[total, count, dtype]``."""
+    total, count, dtype = sums
+    return (total / count).to(dtype)
 
 
 class _Identity:

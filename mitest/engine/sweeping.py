@@ -27,7 +27,7 @@ from torch import nn
 
 from mitest import progress
 from mitest.claims.effect import Effect
-from mitest.engine.compile import compile_edits, input_prompts, patch_source
+from mitest.engine.compile import compile_edits, input_prompts, prefetch
 from mitest.engine.edits import Edit
 from mitest.engine.effects import effect_of
 from mitest.engine.hooks import HookSet, HookStats
@@ -35,7 +35,7 @@ from mitest.engine.runner import Engine, apply_in_order, check_fired, to_numpy, 
 from mitest.errors import InterventionError, MitestError
 from mitest.model.layouts import ResolvedSite
 from mitest.model.model import Model
-from mitest.spec.interventions import Intervention, Patch
+from mitest.spec.interventions import Intervention
 from mitest.spec.metrics import Metric
 from mitest.spec.prompts import Prompts
 
@@ -72,7 +72,7 @@ def measure_cells(
     if prompts.corrupted is not None:
         corrupted = engine.metric_values(prompts.corrupted, metric, reference_from=prompts)[0]
     model = engine.model
-    _prefetch_sources(engine, prompts, interventions)
+    prefetch(engine, prompts, interventions)
     with progress.bar(interventions, desc="compiling cells", unit="cell") as items:
         cells = [_compiled(engine, prompts, iv, model) for iv in items]
     readout = _readout(model, metric)
@@ -105,20 +105,6 @@ def measure_cells(
         flipped = np.concatenate(cell_top1) != clean_top1
         effects.append(effect_of(engine, prompts, iv, metric, (clean, intervened, corrupted), cell.stats, flipped))
     return effects, [cell.stats for cell in cells]
-
-
-def _prefetch_sources(engine: Engine, prompts: Prompts, interventions: Sequence[Intervention]) -> None:
-    """Capture every patch source site of the cells in one pass per source (compiling a cell alone
-    would run one pass per site); the captures land in the model's cache, where compiling finds them."""
-    by_source: dict[str, tuple[Prompts, dict[str, ResolvedSite]]] = {}
-    for intervention in interventions:
-        if isinstance(intervention, Patch):
-            source = patch_source(intervention, prompts)
-            points = by_source.setdefault(source.fingerprint, (source, {}))[1]
-            for site in intervention.sites:
-                points[site.name] = engine.model.resolve(site.name)
-    for source, points in by_source.values():
-        engine.capture_all(source, list(points.values()))
 
 
 def cells_per_pass(model: Model, prompts: Prompts, batch_size: int, one_position: bool, memory: int | None) -> int:

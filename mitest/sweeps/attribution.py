@@ -73,7 +73,7 @@ def attribute(
     eager = any(model.resolve(cell.site.name).kind == "pattern" for cell in cells)
     engine = Engine(model, batch_size, eager=eager)
     scores = attribution_scores(engine, prompts, interventions, metric, method=method, steps=steps)
-    identity = claim_identity(model.revision_at(engine.version), prompts, intervention, metric)
+    identity = claim_identity(model.revision_at(engine.version), prompts, intervention.to_dict(), metric)
     return Attribution(
         intervention, tuple(cells), scores, method, steps, positions, metric, model, prompts, batch_size, identity
     )

@@ -81,7 +81,7 @@ def test_metrics_read_each_prompts_own_answer_position(model):
 def test_clean_run_and_means_are_computed_once_per_model_and_prompts(prompts):
     model = mt.Model.from_hf(build("gpt2"))
     passes = []
-    handle = model.hf_model.register_forward_hook(lambda *args: passes.append(1))
+    handle = model.hf_model.register_forward_pre_hook(lambda *args: passes.append(1))
     try:
         for head in range(4):
             mt.measure(model, prompts, mt.ablate(mt.head(1, head), "mean"), mt.metrics.logit_diff)
@@ -90,6 +90,29 @@ def test_clean_run_and_means_are_computed_once_per_model_and_prompts(prompts):
     # clean + corrupted metric passes and one pass for the blocks.1.attn.hook_z mean, then one per head
     assert len(passes) == 3 + 4
     assert model.cache.misses == 3 and model.cache.hits == 9
+
+
+def test_a_pass_that_only_reads_stops_after_its_last_read(prompts):
+    """Capturing layer 0's heads runs neither layer 1 nor the unembedding; the capture is the full one."""
+    model = mt.Model.from_hf(build("gpt2"))
+    calls: list[str] = []
+    watched = {"layer 1": model.hf_model.transformer.h[1], "unembedding": model.hf_model.lm_head}
+    handles = [module.register_forward_hook(lambda *a, n=name: calls.append(n)) for name, module in watched.items()]
+    try:
+        z = mt.activations(model, prompts, "blocks.0.attn.hook_z", batch_size=2)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls == []
+    captured = []
+    handle = model.hf_model.transformer.h[0].attn.c_proj.register_forward_pre_hook(lambda m, a: captured.append(a[0]))
+    try:
+        with torch.no_grad():
+            model.hf_model(input_ids=prompts.tokens, attention_mask=prompts.attention_mask)
+    finally:
+        handle.remove()
+    real = prompts.attention_mask.bool()
+    torch.testing.assert_close(z.flatten(2)[real], captured[0][real], rtol=0, atol=1e-6)
 
 
 def test_only_the_sites_an_intervention_names_are_captured(prompts):

@@ -49,6 +49,7 @@ def test_the_result_has_the_sweeps_cells_frame_and_ranking(zoo):
     assert (frame["low"] <= frame["estimate"]).all() and (frame["estimate"] <= frame["high"]).all()
     assert np.array_equal(attribution["1.2"], attribution.scores[6])
     assert attribution.ranking()[0] == "1.2"  # AtP's largest; exact patching's is 0.0 (below)
+    assert attribution.identity == swept.identity  # the same claim identity (structure hashed, no floats)
     with pytest.raises(mt.SiteError, match="closest: 1.2"):
         attribution["1.22"]
 
