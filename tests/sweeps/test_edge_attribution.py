@@ -226,8 +226,13 @@ def test_on_the_zoo_induction_model_the_top_edges_are_the_known_circuit(inductio
 def test_the_agreement_claim_is_decided_as_for_node_attribution(induction):
     model, prompts = induction
     edges = mt.attribute_edges(model, prompts, mt.metrics.logit_diff, method="eap-ig")
+    eap = mt.attribute_edges(model, prompts, mt.metrics.logit_diff)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", mt.NoOpInterventionWarning)
+        with pytest.raises(
+            mt.ClaimRefuted, match=r"(?s)0\.0 -> 1\.2\.k: top 4 by exact.*0\.0 -> 1\.3\.k: top 4 by exact"
+        ):
+            eap.expect_agrees_with_patching(top_k=4, rank_correlation_at_least=0.5)
         with pytest.raises(mt.ClaimRefuted, match=r"0\.0 -> 1\.3\.k: top 4 by exact patching"):
             edges.expect_agrees_with_patching(top_k=4, rank_correlation_at_least=0.5)
         verdict = edges.expect_agrees_with_patching(top_k=1, rank_correlation_at_least=0.6)  # 90% CI [0.69, 1.0]
