@@ -67,12 +67,7 @@ def attribute_edges(
     engine = Engine(model, batch_size)
     pairs = [(edge.sender, edge.reader) for edge in edges]
     scores = edge_scores(engine, prompts, pairs, metric, method=method, steps=steps)
-    described = {
-        "type": "EdgeAttribution",
-        "method": method,
-        "steps": steps,
-        "edges": [edge.name for edge in edges],
-    }
+    described = _described(method, steps, [edge.name for edge in edges])
     identity = claim_identity(model.revision_at(engine.version), prompts, described, metric)
     return EdgeAttribution(tuple(edges), scores, method, steps, metric, model, prompts, batch_size, identity)
 
@@ -261,7 +256,12 @@ class EdgeAgreement(RankAgreement):
 
     @property
     def intervention(self) -> dict[str, Any]:
-        return {"type": "EdgeAttribution", "method": self.attribution.method, "edges": self.attribution.names}
+        return _described(self.attribution.method, self.attribution.steps, self.attribution.names)
+
+
+def _described(method: str, steps: int, names: list[str]) -> dict[str, Any]:
+    """An edge attribution as the plain data a claim's record and identity keep."""
+    return {"type": "EdgeAttribution", "method": method, "steps": steps, "edges": names}
 
 
 def _reaching_output(edges: list[GraphEdge]) -> list[GraphEdge]:
