@@ -91,6 +91,7 @@ if TYPE_CHECKING:  # static view of the lazy names below; nothing is imported at
         site,
     )
     from mitest.sweeps.attribution import Agreement, Attribution, attribute
+    from mitest.sweeps.edge_attribution import EdgeAgreement, EdgeAttribution, attribute_edges
     from mitest.sweeps.sweep import Sweep, sweep
 
 __version__ = "0.1.0"
@@ -113,6 +114,9 @@ _EXPORTS = {
     "attribute": "mitest.sweeps.attribution",
     "Attribution": "mitest.sweeps.attribution",
     "Agreement": "mitest.sweeps.attribution",
+    "attribute_edges": "mitest.sweeps.edge_attribution",
+    "EdgeAttribution": "mitest.sweeps.edge_attribution",
+    "EdgeAgreement": "mitest.sweeps.edge_attribution",
     "BaselineError": "mitest.errors",
     "BaselineRegression": "mitest.errors",
     "CandidateError": "mitest.errors",

@@ -64,6 +64,7 @@ from mitest.engine.measure import measure
 from mitest.errors import InterventionError, MitestError, NoOpInterventionWarning, PromptsError, SiteError, closest
 from mitest.model.model import Model
 from mitest.spec.base import identity
+from mitest.spec.hypothesis import Hypothesis, is_residual
 from mitest.spec.interventions import Intervention, ablate, patch
 from mitest.spec.positions import ALL
 from mitest.spec.prompts import Prompts
@@ -94,6 +95,8 @@ def circuit(
         prompts: the prompt set the behaviour is measured on.
         circuit: the circuit's components: sites such as ``mt.heads("0.0", "1.0")``, ``mt.mlp(1)``
             or a list of them; each head is one component. A non-empty, strict subset of ``components``.
+            An ``mt.Hypothesis`` stands for its head and MLP nodes (its edges and the embedding are not
+            components: everything outside the circuit is knocked out whatever path it is on).
         metric: an ``mt.metrics`` metric or a callable ``(logits, prompts) -> tensor[n_prompts]``.
         components: the universe the circuit is drawn from (default: every attention head and
             every MLP), as sites; each head is one component.
@@ -517,7 +520,10 @@ def _draw(size: int, k: int, samples: int, seed: int) -> list[frozenset[int]]:
 
 
 def single(spec: Any) -> list[Site]:
-    """Sites split into single components (one head or neuron each), duplicates dropped, order kept."""
+    """Sites (or a hypothesis's head and MLP nodes) split into single components (one head or neuron
+    each), duplicates dropped, order kept."""
+    if isinstance(spec, Hypothesis):
+        spec = [site for _, site in spec.nodes if site.name != "hook_embed" and not is_residual(site)]
     single: list[Site] = []
     for site in as_sites(spec):
         for part in [site] if site.index is None else [replace(site, index=(i,)) for i in site.index]:

@@ -81,7 +81,7 @@ def attribution_scores(
             base: dict[str, torch.Tensor] = {}
             slopes = _gradients(engine, batch, points, None, metric, reference, seen=base)
         else:
-            base = {name: _rows(clean[name], batch, points[name]) for name in points}
+            base = {name: batch_rows(clean[name], batch, points[name]) for name in points}
             slopes = {
                 name: _mean_slope(engine, batch, points[name], cells, base[name], metric, reference, steps)
                 for name in points
@@ -174,20 +174,14 @@ def _gradients(
     else:
         leaves = {name: offset.detach().requires_grad_(True) for name, offset in offsets.items()}
         for name, leaf in leaves.items():
-            hooks.add(_writable(points[name]), functools.partial(_shifted, leaf))
+            hooks.add(_writable(points[name]), functools.partial(shifted, leaf))
     device = model.device
-    with differentiable(model), hooks, _eager(engine):
+    with differentiable(model), hooks, eager_for(engine):
         tokens, mask = batch.tokens.repeat(copies, 1), batch.attention_mask.repeat(copies, 1)
         logits = model.forward(tokens.to(device), mask.to(device))
         rows = len(batch)
         values = torch.cat([metric(logits[j * rows : (j + 1) * rows], batch, reference) for j in range(copies)])
-        if not values.requires_grad:
-            raise MetricError(
-                f"metric {metric.name} is not differentiable in the activations (its values carry no gradient: "
-                "an argmax or top-1 accuracy, or a custom metric that detaches or leaves torch); attribute a "
-                "smooth metric such as mt.metrics.logit_diff or mt.metrics.loss, or run mt.sweep for exact values"
-            )
-        grads = torch.autograd.grad(values.float().sum(), list(leaves.values()), allow_unused=True)
+        grads = torch.autograd.grad(differentiable_sum(values, metric), list(leaves.values()), allow_unused=True)
     check_fired(hooks.stats, 1)
     return {
         name: torch.zeros_like(leaf) if grad is None else grad.detach()
@@ -195,7 +189,19 @@ def _gradients(
     }
 
 
-def _shifted(offset: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+def differentiable_sum(values: torch.Tensor, metric: Metric) -> torch.Tensor:
+    """The metric's per-prompt values summed in float32, refused when they carry no gradient."""
+    if not values.requires_grad:
+        raise MetricError(
+            f"metric {metric.name} is not differentiable in the activations (its values carry no gradient: "
+            "an argmax or top-1 accuracy, or a custom metric that detaches or leaves torch); attribute a "
+            "smooth metric such as mt.metrics.logit_diff or mt.metrics.loss, or run mt.sweep for exact values"
+        )
+    return values.float().sum()
+
+
+def shifted(offset: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+    """A hook edit adding ``offset`` to the activation."""
     return view + offset.to(view.dtype)
 
 
@@ -232,11 +238,12 @@ def differentiable(model: Model) -> Iterator[None]:
                 parameter.requires_grad_(flag)
 
 
-def _eager(engine: Engine) -> contextlib.AbstractContextManager:
+def eager_for(engine: Engine) -> contextlib.AbstractContextManager:
+    """The eager attention kernel when the engine needs it, else nothing."""
     return eager_attention(engine.model.hf_model) if engine.eager else contextlib.nullcontext()
 
 
-def _rows(acts: torch.Tensor, batch: Prompts, point: ResolvedSite) -> torch.Tensor:
+def batch_rows(acts: torch.Tensor, batch: Prompts, point: ResolvedSite) -> torch.Tensor:
     """The batch's rows of a padded capture, cut to the batch's width."""
     width = batch.tokens.shape[1]
     value = acts[batch.index.to(acts.device), :width]
