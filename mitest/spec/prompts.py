@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from mitest.errors import PromptsError
+from mitest.spec.padding import refuse_padding, unwrap_encoding
 
 
 class Prompts:
@@ -22,7 +23,8 @@ class Prompts:
 
     Args:
         tokens: a 2-D integer tensor/array ``[n, seq]`` (every token real), a list of 1-D token
-            sequences of any lengths, or a list of strings together with ``tokenizer``.
+            sequences of any lengths, a list of strings together with ``tokenizer``, or a tokenizer's
+            ``BatchEncoding`` (a mapping with ``input_ids`` and ``attention_mask``).
         answers: the correct next token per prompt (ids, or single-token strings with a tokenizer).
         wrong: the competing token per prompt, for logit differences.
         corrupted: the counterfactual prompt per prompt (same forms as ``tokens``, or a Prompts);
@@ -30,7 +32,8 @@ class Prompts:
         groups: a label per prompt (template id); statistics treat groups as clusters.
         answer_positions: where each prompt's answer is predicted; default its last token.
         attention_mask: with a padded 2-D ``tokens`` tensor (e.g. a tokenizer's ``padding=True``
-            output, left- or right-padded), marks the real tokens; padding is dropped.
+            output, left- or right-padded), marks the real tokens; padding is dropped. Without it,
+            token ids that start or end with ``tokenizer``'s pad id are refused.
         tokenizer: needed when tokens or answers are strings.
 
     A prompt set is immutable: its fields cannot be reassigned, and an in-place edit of one of its
@@ -56,9 +59,12 @@ class Prompts:
         tokenizer: Any = None,
     ) -> None:
         self.tokenizer = tokenizer
+        tokens, attention_mask = unwrap_encoding(tokens, attention_mask)
         if attention_mask is not None:
             tokens = _strip_padding(tokens, attention_mask)
         self.ids, self.lengths = _token_matrix(tokens, tokenizer, "tokens")
+        if attention_mask is None and not _has_text(tokens):
+            refuse_padding(self.ids, self.lengths, tokenizer)
         self.targets = self.ids  # tokens whose next-token loss is measured (the clean ones, also for twins)
         n = len(self.lengths)
         self.answers = _token_vector(answers, n, tokenizer, "answers")
@@ -305,6 +311,10 @@ def _strip_padding(tokens: Any, attention_mask: Any) -> list[torch.Tensor]:
     return rows
 
 
+def _has_text(tokens: Any) -> bool:
+    return isinstance(tokens, Sequence) and any(isinstance(row, str) for row in tokens)
+
+
 def _mask(attention_mask: Any) -> torch.Tensor:
     """A boolean mask from 0/1 values (ints, floats or bools); anything else is refused."""
     try:
@@ -363,7 +373,7 @@ def _token_matrix(tokens: Any, tokenizer: Any, label: str) -> tuple[torch.Tensor
     else:
         raise PromptsError(
             f"cannot read {label} from {type(tokens).__name__}; "
-            "pass a tensor, a list of token lists or a list of strings"
+            "pass a tensor, a list of token lists, a list of strings or a tokenizer's BatchEncoding"
         )
     if not rows:
         raise PromptsError(f"{label} is empty; a prompt set needs at least one prompt")
