@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from mitest.errors import PromptsError
+from mitest.spec import chat
 from mitest.spec import continuations as _continuations
-from mitest.spec.padding import refuse_padding, unwrap_encoding
+from mitest.spec.special_tokens import refuse_padding, unwrap_encoding, warn_double_bos
 
 
 class Prompts:
@@ -138,6 +139,40 @@ class Prompts:
             corrupted=column(corrupted),
             groups=column(group),
             tokenizer=tokenizer,
+        )
+
+    @classmethod
+    def from_chat(
+        cls,
+        conversations: Sequence[Sequence[Mapping[str, str]]],
+        tokenizer: Any,
+        *,
+        answers: Any = None,
+        wrong: Any = None,
+        wrong_continuations: Any = None,
+        corrupted: Sequence[Sequence[Mapping[str, str]]] | None = None,
+        groups: Sequence[Any] | None = None,
+    ) -> Prompts:
+        """Build prompts from chat conversations (lists of ``{"role", "content"}``) with the tokenizer's chat template.
+
+        The rendered text is tokenized without adding special tokens, so BOS is never doubled. When every
+        conversation ends with the assistant's turn, its reply is the continuation (``continuations=``):
+        the prompt ends with the assistant header, whose last token is the answer position, and
+        ``answers`` default to the reply's first token. Otherwise each prompt ends with the template's
+        generation prompt and ``answers=`` names the expected token. ``corrupted`` conversations get the
+        same treatment (their own replies are ignored: the clean reply is appended).
+        """
+        prompts, replies = chat.render(conversations, tokenizer)
+        twins = None if corrupted is None else chat.render(corrupted, tokenizer, replies=False)[0]
+        return cls(
+            prompts,
+            answers=answers,
+            wrong=wrong,
+            corrupted=twins,
+            groups=groups,
+            tokenizer=tokenizer,
+            continuations=replies,
+            wrong_continuations=wrong_continuations,
         )
 
     def _continue(
@@ -438,7 +473,9 @@ def _token_row(row: Any, tokenizer: Any, label: str, i: int, special: bool = Tru
     if isinstance(row, str):
         if tokenizer is None:
             raise PromptsError(f"{label}[{i}] is text; pass tokenizer= (or Model.tokenizer) to tokenize it")
-        row = (tokenizer(row) if special else tokenizer(row, add_special_tokens=False))["input_ids"]
+        text = row
+        row = (tokenizer(text) if special else tokenizer(text, add_special_tokens=False))["input_ids"]
+        warn_double_bos(row, text, tokenizer, f"{label}[{i}]")
     if row is None or isinstance(row, (bytes, numbers.Number)):
         raise PromptsError(f"{label}[{i}] is {row!r:.40}; each prompt must be a sequence of token ids (or a string)")
     values = torch.from_numpy(_integers(row, f"{label}[{i}]"))

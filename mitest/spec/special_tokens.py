@@ -1,18 +1,20 @@
-"""Tokenizer outputs given to ``mt.Prompts``: reading a BatchEncoding, and refusing unmasked padding.
+"""Special tokens in what ``mt.Prompts`` is given: a BatchEncoding's mask, unmasked padding, a doubled BOS.
 
 A padded ``[n, seq]`` id tensor without its attention mask would make every metric read padding as
 prompt text, so ids that end (or start) with the tokenizer's pad id are refused unless the mask says
-which tokens are real.
+which tokens are real. Text that already starts with the BOS token gets a second one from most
+tokenizers; that is warned about.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
-from mitest.errors import PromptsError
+from mitest.errors import DoubleBosWarning, PromptsError
 
 
 def unwrap_encoding(tokens: Any, attention_mask: Any) -> tuple[Any, Any]:
@@ -51,3 +53,15 @@ def refuse_padding(ids: torch.Tensor, lengths: torch.Tensor, tokenizer: Any) -> 
                 "text; pass attention_mask= (e.g. mt.Prompts(ids, attention_mask=mask)) or the tokenizer's "
                 "BatchEncoding itself (mt.Prompts(tokenizer(texts, padding=True)))"
             )
+
+
+def warn_double_bos(ids: Sequence[int], text: str, tokenizer: Any, label: str) -> None:
+    """Warn when ``text`` starts with the BOS token and tokenizing it added another."""
+    bos, bos_id = getattr(tokenizer, "bos_token", None), getattr(tokenizer, "bos_token_id", None)
+    if bos and bos_id is not None and text.lstrip().startswith(bos) and list(ids[:2]) == [bos_id, bos_id]:
+        warnings.warn(
+            f"{label} already starts with the BOS token {bos!r} and the tokenizer added another, so the prompt starts "
+            f"with two; drop it from the text, or tokenize it yourself with add_special_tokens=False",
+            DoubleBosWarning,
+            stacklevel=5,  # the caller of mt.Prompts(...)
+        )
