@@ -327,11 +327,14 @@ def either(up: stats.Decision, down: stats.Decision) -> stats.Decision:
     p-values is below alpha: an intersection-union test), that is, the mean change lies inside (-d, d).
     """
     first = np.asarray(up.p_holds) <= np.asarray(down.p_holds)
-    pick = lambda a, b: np.where(first, a, b)[()]  # noqa: E731  (a scalar for scalar decisions)
+
+    def pick(a: Any, b: Any) -> Any:  # a scalar for scalar decisions
+        return np.asarray(np.where(first, a, b))[()]
+
     chosen = (up if bool(first) else down) if first.ndim == 0 else None
     return stats.Decision(
-        p_holds=np.minimum(1.0, 2 * np.minimum(up.p_holds, down.p_holds))[()],
-        p_refuted=np.maximum(up.p_refuted, down.p_refuted)[()],
+        p_holds=np.asarray(np.minimum(1.0, 2 * np.minimum(up.p_holds, down.p_holds)))[()],
+        p_refuted=np.asarray(np.maximum(up.p_refuted, down.p_refuted))[()],
         se=pick(up.se, down.se),
         skew=pick(up.skew, down.skew),
         m=up.m,

@@ -239,9 +239,9 @@ class Effect:
             raise MitestError(
                 "expect_recovery needs exactly one bound: expect_recovery(at_least=0.9) or expect_recovery(at_most=0.1)"
             )
-        if at_most is not None:
-            return decide_recovery(self, at_most, below=True, alpha=alpha)
-        return decide_recovery(self, at_least, alpha=alpha)
+        bound = at_least if at_most is None else at_most
+        assert bound is not None  # exactly one was given
+        return decide_recovery(self, bound, below=at_most is not None, alpha=alpha)
 
     def expect_flip_rate(self, at_least: float, *, alpha: float | None = None) -> Verdict:
         """Claim: at least a fraction ``at_least`` of prompts change their top-1 prediction.

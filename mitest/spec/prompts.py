@@ -79,7 +79,7 @@ class Prompts:
         if attention_mask is None and not _has_text(tokens):
             refuse_padding(self.ids, self.lengths, tokenizer)
         n = len(self.lengths)
-        self.continuation_lengths = None
+        self.continuation_lengths: torch.Tensor | None = None
         if continuations is not None:
             answers, wrong, answer_positions = self._continue(
                 continuations, wrong_continuations, answers, wrong, answer_positions
