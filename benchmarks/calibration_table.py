@@ -21,6 +21,7 @@ import numpy as np
 from scipy import stats as sps
 
 from mitest.claims import stats
+from mitest.claims.decide import either
 
 ALPHA = 0.05
 SIZES = (8, 15, 30, 100, 500)
@@ -118,6 +119,17 @@ def null_rate(kind: str, draw: Draw, n: int, sims: int, groups: np.ndarray | Non
         gap = 2.0 + 0.5 * rng.normal(size=(sims, n))
         recovered = 0.9 * gap + 0.5 * noise * gap / 2
         return _holds(recovered - 0.9 * gap, groups, alpha)
+    if kind == "recovery_at_most":  # the mirror: the noise's tail "against" now favours high recovery
+        gap = 2.0 + 0.5 * rng.normal(size=(sims, n))
+        recovered = 0.1 * gap - 0.5 * noise * gap / 2
+        return _holds(0.1 * gap - recovered, groups, alpha)
+    if kind == "change":  # |mean| >= 1, true change exactly +1: both directions at alpha / 2 (either())
+        delta = 1.0 + noise
+        decision = either(
+            stats.decide(delta - 1.0, groups, alpha=alpha / 2), stats.decide(-delta - 1.0, groups, alpha=alpha / 2)
+        )
+        holds = (decision.p_holds < alpha) & ~decision.short_holds
+        return float(holds.mean()), float(decision.short_holds.mean())
     if kind == "no_change":
         worst = (0.0, 0.0)
         for boundary in (0.5, -0.5):  # the true change on each margin; report the worse side
@@ -270,7 +282,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sims", type=int, default=None, help="simulations per cell (default 5,000; --quick 1,000)")
     parser.add_argument("--quick", action="store_true", help="fewer simulations and n = 15, 30, 100 only")
-    parser.add_argument("--kinds", default="increase,decrease,relative,no_change,recovery,monotonic")
+    parser.add_argument(
+        "--kinds", default="increase,decrease,relative,no_change,recovery,recovery_at_most,change,monotonic"
+    )
     parser.add_argument("--no-clusters", action="store_true", help="skip the cluster rows")
     parser.add_argument("--alpha", type=float, default=ALPHA, help="per-claim alpha for the calibration tables")
     parser.add_argument("--rows", default="", help="only the calibration rows whose label contains this text")

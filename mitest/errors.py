@@ -150,6 +150,10 @@ class InconclusiveWarning(MitestWarning):
     """An INCONCLUSIVE claim under the ``warn`` policy."""
 
 
+class DoubleBosWarning(MitestWarning):
+    """A text prompt already starts with the tokenizer's BOS and the tokenizer added another."""
+
+
 class ResampleWarning(MitestWarning):
     """The resample count needed for the requested alpha was capped; interval tails are approximate."""
 

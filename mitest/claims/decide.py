@@ -84,6 +84,8 @@ def decide(
     sweep: dict[str, Any] | None = None,
     curve: dict[str, Any] | None = None,
     rate: float | None = None,
+    below: bool = False,
+    split: int = 1,
 ) -> Verdict:
     """The Verdict on a claim from its test (p-values, or ``decision``, which also says which sides may
     be decided), recorded for the running test; raises ClaimRefuted or ClaimInconclusive unless it HOLDS.
@@ -93,7 +95,9 @@ def decide(
     between the estimate and the boundary the test must resolve; ``against`` marks the prompts
     that go against the claim, ``margins`` their signed margins (for the few-prompts note); ``rate``
     is a grouped flip-rate claim's rate (its power follows the all-or-nothing bound too); ``sweep`` and
-    ``curve`` are a sweep's cells and a faithfulness curve's points, kept for the reports.
+    ``curve`` are a sweep's cells and a faithfulness curve's points, kept for the reports. ``below``
+    says the claim puts the estimate below the threshold (an upper bound); ``split`` that it HOLDS on
+    one of that many one-sided tests, each at ``alpha / split`` (its power advice uses that level).
     """
     __tracebackhide__ = True
     refusals: tuple[str, ...] = ()
@@ -110,7 +114,9 @@ def decide(
     if rate is not None and spread is not None:
         plan = _rate_plan(spread, gap, estimate, rate, alpha)
     else:
-        plan = _power_plan(decision, spread, unit_scale, gap, estimate, threshold, alpha, kind, effect.groups, margins)
+        plan = _power_plan(
+            decision, spread, unit_scale, gap, estimate, threshold, alpha, kind, effect.groups, margins, below, split
+        )
     share = 0.0 if against is None or len(against) == 0 else float(np.mean(against))
     extra = [f"not decided: {reason}" for reason in refusals]
     extra += _few_prompts_note(margins)
@@ -119,7 +125,7 @@ def decide(
     if not (np.isfinite(interval.low) and np.isfinite(interval.high)):
         extra.append("interval not computable: some resamples have no finite value (a denominator summing to 0)")
     else:
-        extra += _interval_note(outcome, interval, threshold, kind)
+        extra += _interval_note(outcome, interval, threshold, kind, below)
     verdict = Verdict(
         outcome=outcome,
         claim=claim,
@@ -184,6 +190,8 @@ def _power_plan(
     kind: str,
     groups: np.ndarray | None,
     margins: np.ndarray | None,
+    below: bool = False,
+    split: int = 1,
 ) -> _Plan:
     """Power, minimum detectable effect and n needed, from the test the verdict used.
 
@@ -210,14 +218,17 @@ def _power_plan(
         needed = stats.tost_units_needed(centre, threshold, sd, alpha) if gap > 0 else None
         skew_needed = math.ceil(float(stats.cochran_units(skew))) if decision is not None else 0
     else:
-        side = 1.0 if estimate >= threshold else -1.0
+        side = 1.0 if (estimate >= threshold) != below else -1.0
+        level = alpha / split if side > 0 else alpha  # the level of the test that resolves the gap
+        if side > 0 and split > 1 and groups is None and decision is not None:
+            rules = stats.min_prompts(level)
         oriented = side * skew  # the skew as the deciding side's test sees it
         decidable = 1.0 if units is None else _decidable(units, side)
-        power = stats.power(gap, sd, m, alpha, skew=oriented, df=df, decidable=decidable)
-        mde = stats.minimum_detectable(sd, m, alpha, skew=oriented, df=df)
+        power = stats.power(gap, sd, m, level, skew=oriented, df=df, decidable=decidable)
+        mde = stats.minimum_detectable(sd, m, level, skew=oriented, df=df)
         sample = units  # count the chance that a sample of the size advised still fails Cochran's rule
         needed = (
-            stats.units_needed(gap, sd, alpha, skew=oriented, sample=sample, side=side, seed=settings.seed)
+            stats.units_needed(gap, sd, level, skew=oriented, sample=sample, side=side, seed=settings.seed)
             if gap > 0
             else None
         )
@@ -259,13 +270,17 @@ def _scaled_sd(values: np.ndarray) -> float:
     return float((values / scale).std(ddof=1) * scale)
 
 
-def _interval_note(outcome: str, interval: stats.ConfidenceInterval, threshold: float, kind: str) -> list[str]:
+def _interval_note(
+    outcome: str, interval: stats.ConfidenceInterval, threshold: float, kind: str, below: bool = False
+) -> list[str]:
     """A note when the bootstrap interval, read as a test, would give another verdict than the test did."""
     low, high = interval.low, interval.high
     if kind == "equivalence":
         says = (
             HOLDS if -threshold < low and high < threshold else REFUTED if low > threshold or high < -threshold else ""
         )
+    elif below:
+        says = HOLDS if high < threshold else REFUTED if low > threshold else ""
     else:
         says = HOLDS if low > threshold else REFUTED if high < threshold else ""
     says = says or INCONCLUSIVE
@@ -301,6 +316,36 @@ def _test_name(decision: stats.Decision | None, groups: np.ndarray | None) -> st
     if decision is not None and groups is not None:
         return "skew-adjusted CR2 t (Bell-McCaffrey df) on clusters"
     return "skew-adjusted paired t" + (" on cluster units" if groups is not None else "")
+
+
+def either(up: stats.Decision, down: stats.Decision) -> stats.Decision:
+    """The two directions of a two-sided change claim (``|mean| >= d``) as one decision (vectorised too).
+
+    ``up`` and ``down`` test "increase by at least d" and "decrease by at least d", each decided at
+    ``alpha / 2``: the claim HOLDS when the side with the smaller p-value holds there (its Bonferroni
+    p-value ``2 p`` is below alpha), and is REFUTED when both sides are refuted (the larger of their
+    p-values is below alpha: an intersection-union test), that is, the mean change lies inside (-d, d).
+    """
+    first = np.asarray(up.p_holds) <= np.asarray(down.p_holds)
+
+    def pick(a: Any, b: Any) -> Any:  # a scalar for scalar decisions
+        return np.asarray(np.where(first, a, b))[()]
+
+    chosen = (up if bool(first) else down) if first.ndim == 0 else None
+    return stats.Decision(
+        p_holds=np.asarray(np.minimum(1.0, 2 * np.minimum(up.p_holds, down.p_holds)))[()],
+        p_refuted=np.asarray(np.maximum(up.p_refuted, down.p_refuted))[()],
+        se=pick(up.se, down.se),
+        skew=pick(up.skew, down.skew),
+        m=up.m,
+        df=pick(up.df, down.df),
+        method=up.method,
+        exact=up.exact,
+        short_holds=pick(up.short_holds, down.short_holds),
+        short_refuted=np.asarray(up.short_refuted) | np.asarray(down.short_refuted),
+        refused_holds=() if chosen is None else chosen.refused_holds,
+        refused_refuted=tuple(dict.fromkeys((*up.refused_refuted, *down.refused_refuted))),
+    )
 
 
 def both(above: stats.Decision, below: stats.Decision) -> stats.Decision:

@@ -15,7 +15,15 @@ import numpy as np
 import pandas as pd
 
 from mitest.claims import stats
-from mitest.claims.decide import both, check_units, claim_interval, decide, paired_decision, unchanged_by_construction
+from mitest.claims.decide import (
+    both,
+    check_units,
+    claim_interval,
+    decide,
+    either,
+    paired_decision,
+    unchanged_by_construction,
+)
 from mitest.claims.verdict import Verdict
 from mitest.config import claim_alpha
 from mitest.errors import MitestError
@@ -141,6 +149,46 @@ class Effect:
         __tracebackhide__ = True
         return self._expect_change(-self.delta, at_least, relative, alpha, "decrease")
 
+    def expect_change(self, at_least: float, *, alpha: float | None = None) -> Verdict:
+        """Claim: the intervention changes the metric by at least ``at_least`` on average, either way.
+
+        ``|mean(delta)| >= at_least``. HOLDS when "increase by at least" or "decrease by at least"
+        holds at ``alpha / 2`` (Bonferroni over the two directions); REFUTED when the data reject both
+        at ``alpha`` (the mean change lies inside ``(-at_least, at_least)``); else INCONCLUSIVE. The
+        estimate, interval (level ``1 - alpha``) and per-prompt values are the change in the direction
+        whose test is the stronger (the observed one).
+        """
+        __tracebackhide__ = True
+        _check_finite(at_least)
+        if at_least < 0:
+            raise MitestError(f"expect_change needs at_least >= 0 (a size of change, either way), got {at_least}")
+        check_units(self)
+        a = claim_alpha(alpha)
+        size = np.abs(self.clean) + np.abs(self.intervened) + at_least
+        exact = unchanged_by_construction(self)
+        margins = {+1.0: stats.settle(self.delta - at_least, size), -1.0: stats.settle(-self.delta - at_least, size)}
+        up, down = (paired_decision(self, margins[side], a / 2, exact) for side in (1.0, -1.0))
+        sign = 1.0 if up.p_holds <= down.p_holds else -1.0  # as either() picks its side
+        change, margin = sign * self.delta, margins[sign]
+        worst = np.argsort(margin, kind="stable")[:3]
+        estimate = float(change.mean())
+        return decide(
+            self,
+            claim=f"mean change of at least {at_least:g} in either direction",
+            estimate=estimate,
+            interval=claim_interval(self, change, np.ones(self.n), a / 2),
+            threshold=float(at_least),
+            p=None,
+            alpha=a,
+            gap=abs(estimate - at_least),
+            worst=[(int(i), float(change[i])) for i in worst],
+            per_prompt=change,
+            decision=either(up, down),
+            against=margin < 0,
+            margins=margin,
+            split=2,
+        )
+
     def expect_no_change(self, *, within: float | None = None, alpha: float | None = None) -> Verdict:
         """Claim: the mean change lies within ``±within`` (equivalence by two one-sided tests).
 
@@ -176,14 +224,24 @@ class Effect:
             margins=self.delta,
         )
 
-    def expect_recovery(self, at_least: float, *, alpha: float | None = None) -> Verdict:
-        """Claim: the intervention recovers at least ``at_least`` of the clean-vs-base gap.
+    def expect_recovery(
+        self, at_least: float | None = None, *, at_most: float | None = None, alpha: float | None = None
+    ) -> Verdict:
+        """Claim: the intervention recovers at least ``at_least`` (or at most ``at_most``) of the clean-vs-base gap.
 
         Recovery is the ratio of means ``sum(intervened - base) / sum(clean - base)`` with the
-        corrupted run as base (a faithfulness score for a patch or circuit), bootstrap CI.
+        corrupted run as base (a faithfulness score for a patch or circuit), bootstrap CI. ``at_most``
+        is the mirror claim, e.g. "by layer 4 the information has left this position": the same
+        statistic, tested from the other side. Give exactly one of the two.
         """
         __tracebackhide__ = True
-        return decide_recovery(self, at_least, alpha=alpha)
+        if (at_least is None) == (at_most is None):
+            raise MitestError(
+                "expect_recovery needs exactly one bound: expect_recovery(at_least=0.9) or expect_recovery(at_most=0.1)"
+            )
+        bound = at_least if at_most is None else at_most
+        assert bound is not None  # exactly one was given
+        return decide_recovery(self, bound, below=at_most is not None, alpha=alpha)
 
     def expect_flip_rate(self, at_least: float, *, alpha: float | None = None) -> Verdict:
         """Claim: at least a fraction ``at_least`` of prompts change their top-1 prediction.
@@ -270,22 +328,23 @@ class Effect:
 
 def decide_recovery(
     effect: Effect,
-    at_least: float,
+    threshold: float,
     *,
+    below: bool = False,
     alpha: float | None = None,
     claim: str | None = None,
     curve: dict[str, Any] | None = None,
 ) -> Verdict:
-    """The recovery claim of :meth:`Effect.expect_recovery` on ``effect``; ``claim`` words it (default: the
-    generic wording), for claims that are recoveries under another name (a faithfulness curve's points,
-    whose ``curve`` the verdict carries to the reports)."""
+    """The recovery claim of :meth:`Effect.expect_recovery` on ``effect``: at least ``threshold``, or at
+    most with ``below``; ``claim`` words it (default: the generic wording), for claims that are recoveries
+    under another name (a faithfulness curve's points, whose ``curve`` the verdict carries to the reports)."""
     __tracebackhide__ = True
     if effect.corrupted is None:
         raise MitestError(
             "expect_recovery needs the base (corrupted) run: measure with Prompts(..., corrupted=...) "
             "or pass Effect.from_values(..., corrupted=...)"
         )
-    _check_finite(at_least)
+    _check_finite(threshold, "at_most" if below else "at_least")
     check_units(effect)
     gap = effect.clean - effect.corrupted
     recovered = effect.intervened - effect.corrupted
@@ -301,29 +360,31 @@ def decide_recovery(
     size = (
         np.abs(effect.intervened)
         + np.abs(effect.corrupted)
-        + abs(at_least) * (np.abs(effect.clean) + np.abs(effect.corrupted))
+        + abs(threshold) * (np.abs(effect.clean) + np.abs(effect.corrupted))
     )
-    margin = stats.settle(sign * (recovered - at_least * gap), size)
+    side = -1.0 if below else 1.0  # the claim's direction: recovery above the threshold, or below it
+    margin = stats.settle(side * sign * (recovered - threshold * gap), size)
     exact = unchanged_by_construction(effect) or unchanged_by_construction(effect, effect.corrupted)
     per_prompt = np.divide(recovered, gap, out=np.full(effect.n, np.nan), where=gap != 0)
     worst = np.argsort(margin, kind="stable")[:3]
     estimate = float(recovered.sum() / gap.sum())
     return decide(
         effect,
-        claim=claim or f"recovers at least {at_least:g} of the clean-base gap",
+        claim=claim or f"recovers at {'most' if below else 'least'} {threshold:g} of the clean-base gap",
         estimate=estimate,
         interval=claim_interval(effect, recovered, gap, a),
-        threshold=float(at_least),
+        threshold=float(threshold),
         p=None,
         alpha=a,
-        gap=abs(estimate - at_least),
+        gap=abs(estimate - threshold),
         worst=[(int(i), float(per_prompt[i])) for i in worst],
-        per_prompt=sign * recovered / abs(gap.mean()),
+        per_prompt=side * sign * recovered / abs(gap.mean()),
         decision=paired_decision(effect, margin, a, exact),
         unit_scale=abs(float(gap.mean())),
         against=margin < 0,
         margins=margin,
         curve=curve,
+        below=below,
     )
 
 
@@ -392,9 +453,9 @@ def _check_differences(clean: np.ndarray, intervened: np.ndarray, corrupted: np.
                 )
 
 
-def _check_finite(threshold: float) -> None:
+def _check_finite(threshold: float, name: str = "at_least") -> None:
     if not np.isfinite(threshold):
-        raise MitestError(f"at_least must be a finite number, got {threshold}")
+        raise MitestError(f"{name} must be a finite number, got {threshold}")
 
 
 def _vector(values: Any, label: str) -> np.ndarray:

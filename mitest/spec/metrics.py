@@ -16,6 +16,7 @@ import torch
 
 from mitest.errors import MetricError
 from mitest.spec.base import Spec
+from mitest.spec.continuations import token_logprobs
 from mitest.spec.positions import ALL, LAST, Positions, as_positions
 from mitest.spec.prompts import Prompts
 
@@ -153,6 +154,51 @@ class KLDiv(Metric):
 
 
 @dataclass(frozen=True)
+class ContinuationLogProb(Metric):
+    """Teacher-forced log-probability of each prompt's continuation (``Prompts(..., continuations=...)``).
+
+    ``reduce="sum"``: the continuation's log-probability; ``"mean"``: per token; ``token=j``: its
+    ``j``-th token alone (negative counts from its end).
+    """
+
+    reduce: str = "sum"
+    token: int | None = None
+    name = "continuation_logprob"
+
+    def __post_init__(self) -> None:
+        if self.reduce not in ("sum", "mean"):
+            raise MetricError(f"continuation_logprob reduce must be 'sum' or 'mean', got {self.reduce!r}")
+        if self.token is not None and (isinstance(self.token, bool) or not isinstance(self.token, int)):
+            raise MetricError(f"continuation_logprob token must be an int index, got {self.token!r}")
+
+    def __call__(self, logits, prompts, reference=None):
+        per_token = continuation_token_logprobs(logits, prompts)
+        k = prompts.continuation_lengths.to(per_token.device)
+        if self.token is None:
+            total = per_token.nan_to_num(0.0).sum(1)
+            return total if self.reduce == "sum" else total / k
+        index = torch.full_like(k, self.token) + (k if self.token < 0 else 0)
+        short = ((index < 0) | (index >= k)).nonzero().flatten()
+        if len(short):
+            i = int(short[0])
+            raise MetricError(
+                f"continuation_logprob(token={self.token}): the continuation of prompt {int(prompts.index[i])} has "
+                f"{int(k[i])} tokens"
+            )
+        return per_token.gather(1, index[:, None])[:, 0]
+
+
+def continuation_token_logprobs(logits: torch.Tensor, prompts: Prompts) -> torch.Tensor:
+    """``[n, longest continuation]`` teacher-forced log-probability of each continuation token (NaN past its end)."""
+    k = prompts.continuation_lengths
+    if k is None:
+        raise MetricError(
+            "continuation_logprob needs prompts with continuations: mt.Prompts(tokens, continuations=...)"
+        )
+    return token_logprobs(logits, prompts.targets, prompts.lengths, k)
+
+
+@dataclass(frozen=True)
 class Custom(Metric):
     """A user function ``(logits, prompts) -> tensor[n_prompts]``."""
 
@@ -210,7 +256,12 @@ def kl_div(positions: Any = "last") -> KLDiv:
     return KLDiv(as_positions(positions))
 
 
-_FACTORIES = (loss, kl_div)
+def continuation_logprob(reduce: str = "sum", *, token: int | None = None) -> ContinuationLogProb:
+    """Teacher-forced log-probability of each prompt's continuation: summed, ``"mean"`` per token, or one ``token``."""
+    return ContinuationLogProb(reduce, token)
+
+
+_FACTORIES = (loss, kl_div, continuation_logprob)
 
 
 def as_metric(metric: Any) -> Metric:

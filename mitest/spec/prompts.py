@@ -15,6 +15,9 @@ import numpy as np
 import torch
 
 from mitest.errors import PromptsError
+from mitest.spec import chat
+from mitest.spec import continuations as _continuations
+from mitest.spec.special_tokens import refuse_padding, unwrap_encoding, warn_double_bos
 
 
 class Prompts:
@@ -22,7 +25,8 @@ class Prompts:
 
     Args:
         tokens: a 2-D integer tensor/array ``[n, seq]`` (every token real), a list of 1-D token
-            sequences of any lengths, or a list of strings together with ``tokenizer``.
+            sequences of any lengths, a list of strings together with ``tokenizer``, or a tokenizer's
+            ``BatchEncoding`` (a mapping with ``input_ids`` and ``attention_mask``).
         answers: the correct next token per prompt (ids, or single-token strings with a tokenizer).
         wrong: the competing token per prompt, for logit differences.
         corrupted: the counterfactual prompt per prompt (same forms as ``tokens``, or a Prompts);
@@ -30,8 +34,18 @@ class Prompts:
         groups: a label per prompt (template id); statistics treat groups as clusters.
         answer_positions: where each prompt's answer is predicted; default its last token.
         attention_mask: with a padded 2-D ``tokens`` tensor (e.g. a tokenizer's ``padding=True``
-            output, left- or right-padded), marks the real tokens; padding is dropped.
+            output, left- or right-padded), marks the real tokens; padding is dropped. Without it,
+            token ids that start or end with ``tokenizer``'s pad id are refused.
         tokenizer: needed when tokens or answers are strings.
+        continuations: a multi-token answer per prompt (token ids, or text with ``tokenizer``, which
+            is tokenized without special tokens), appended to the prompt and teacher-forced: the
+            model runs on prompt + continuation, and ``mt.metrics.continuation_logprob`` scores it.
+            ``answers`` default to each continuation's first token, ``answer_positions`` to the
+            prompt's own last token. Corrupted twins get the same continuation appended.
+        wrong_continuations: a competing continuation per prompt (with ``continuations``): then
+            ``answers``, ``wrong`` and ``answer_positions`` are the two continuations' first differing
+            tokens and the position predicting them, so ``mt.metrics.logit_diff`` is the teacher-forced
+            logit difference where the two part ways.
 
     A prompt set is immutable: its fields cannot be reassigned, and an in-place edit of one of its
     tensors is refused when it is next identified (:attr:`fingerprint`), since cached runs are keyed
@@ -41,7 +55,7 @@ class Prompts:
     _sealed = False
     _identified: tuple[str, tuple[int, ...]] | None = None  # the fingerprint and the tensors' versions
     _batched: dict[int, tuple[tuple[int, ...], tuple[Prompts, ...]]] | None = None  # batches by size
-    _TENSORS = ("ids", "lengths", "answers", "wrong", "answer_positions", "targets", "index")
+    _TENSORS = ("ids", "lengths", "answers", "wrong", "answer_positions", "targets", "index", "continuation_lengths")
 
     def __init__(
         self,
@@ -54,18 +68,30 @@ class Prompts:
         answer_positions: Any = None,
         attention_mask: Any = None,
         tokenizer: Any = None,
+        continuations: Any = None,
+        wrong_continuations: Any = None,
     ) -> None:
         self.tokenizer = tokenizer
+        tokens, attention_mask = unwrap_encoding(tokens, attention_mask)
         if attention_mask is not None:
             tokens = _strip_padding(tokens, attention_mask)
         self.ids, self.lengths = _token_matrix(tokens, tokenizer, "tokens")
-        self.targets = self.ids  # tokens whose next-token loss is measured (the clean ones, also for twins)
+        if attention_mask is None and not _has_text(tokens):
+            refuse_padding(self.ids, self.lengths, tokenizer)
         n = len(self.lengths)
+        self.continuation_lengths: torch.Tensor | None = None
+        if continuations is not None:
+            answers, wrong, answer_positions = self._continue(
+                continuations, wrong_continuations, answers, wrong, answer_positions
+            )
+        elif wrong_continuations is not None:
+            raise PromptsError("wrong_continuations= needs continuations= (the right continuation per prompt)")
+        self.targets = self.ids  # tokens whose next-token loss is measured (the clean ones, also for twins)
         self.answers = _token_vector(answers, n, tokenizer, "answers")
         self.wrong = _token_vector(wrong, n, tokenizer, "wrong")
         self.groups = _groups(groups, n)
         self.answer_positions = self._answer_positions(answer_positions)
-        self.corrupted = self._corrupted(corrupted)
+        self.corrupted = self._corrupted(corrupted, continuations)
         self.index = torch.arange(n)
         self._seal()
 
@@ -115,6 +141,65 @@ class Prompts:
             tokenizer=tokenizer,
         )
 
+    @classmethod
+    def from_chat(
+        cls,
+        conversations: Sequence[Sequence[Mapping[str, str]]],
+        tokenizer: Any,
+        *,
+        answers: Any = None,
+        wrong: Any = None,
+        wrong_continuations: Any = None,
+        corrupted: Sequence[Sequence[Mapping[str, str]]] | None = None,
+        groups: Sequence[Any] | None = None,
+    ) -> Prompts:
+        """Build prompts from chat conversations (lists of ``{"role", "content"}``) with the tokenizer's chat template.
+
+        The rendered text is tokenized without adding special tokens, so BOS is never doubled. When every
+        conversation ends with the assistant's turn, its reply is the continuation (``continuations=``):
+        the prompt ends with the assistant header, whose last token is the answer position, and
+        ``answers`` default to the reply's first token. Otherwise each prompt ends with the template's
+        generation prompt and ``answers=`` names the expected token. ``corrupted`` conversations get the
+        same treatment (their own replies are ignored: the clean reply is appended).
+        """
+        prompts, replies = chat.render(conversations, tokenizer)
+        twins = None if corrupted is None else chat.render(corrupted, tokenizer, replies=False)[0]
+        return cls(
+            prompts,
+            answers=answers,
+            wrong=wrong,
+            corrupted=twins,
+            groups=groups,
+            tokenizer=tokenizer,
+            continuations=replies,
+            wrong_continuations=wrong_continuations,
+        )
+
+    def _continue(
+        self, continuations: Any, wrong_continuations: Any, answers: Any, wrong: Any, positions: Any
+    ) -> tuple[Any, Any, Any]:
+        """Append the continuations; return the answers, wrong tokens and answer positions they imply."""
+        named = {"answers": answers, "wrong": wrong, "answer_positions": positions}
+        given = [name for name, value in named.items() if value is not None]
+        if given:
+            raise PromptsError(
+                f"with continuations= the answers come from the continuations; do not pass {', '.join(given)}"
+            )
+        right, right_lengths = _token_matrix(continuations, self.tokenizer, "continuations", special=False)
+        if len(right_lengths) != len(self.lengths):
+            raise PromptsError(f"continuations has {len(right_lengths)} entries for {len(self.lengths)} prompts")
+        starts = self.lengths.clone()
+        self.ids, self.lengths = _continuations.append(self.ids, self.lengths, right, right_lengths)
+        self.continuation_lengths = right_lengths
+        if wrong_continuations is None:
+            return right[:, 0], None, starts - 1
+        other, other_lengths = _token_matrix(wrong_continuations, self.tokenizer, "wrong_continuations", special=False)
+        if len(other_lengths) != len(starts):
+            raise PromptsError(f"wrong_continuations has {len(other_lengths)} entries for {len(starts)} prompts")
+        at = _continuations.divergence(right, right_lengths, other, other_lengths)
+        rows = torch.arange(len(at))
+        return right[rows, at], other[rows, at], starts - 1 + at
+
     def _answer_positions(self, positions: Any) -> torch.Tensor:
         if positions is None:
             return self.lengths - 1
@@ -130,11 +215,13 @@ class Prompts:
             )
         return values
 
-    def _corrupted(self, corrupted: Any) -> Prompts | None:
+    def _corrupted(self, corrupted: Any, continuations: Any = None) -> Prompts | None:
         if corrupted is None:
             return None
+        if isinstance(corrupted, Prompts) and continuations is not None:
+            corrupted = [row[:length] for row, length in zip(corrupted.ids, corrupted.lengths.tolist(), strict=True)]
         if not isinstance(corrupted, Prompts):
-            corrupted = Prompts(corrupted, tokenizer=self.tokenizer)
+            corrupted = Prompts(corrupted, tokenizer=self.tokenizer, continuations=continuations)
         if len(corrupted) != len(self):
             raise PromptsError(f"corrupted has {len(corrupted)} prompts but there are {len(self)} clean prompts")
         differ = (corrupted.lengths != self.lengths).nonzero().flatten()
@@ -148,6 +235,7 @@ class Prompts:
         own = ("_sealed", "_identified", "_batched")
         shared.__dict__.update({k: v for k, v in corrupted.__dict__.items() if k not in own})
         shared.answers, shared.wrong, shared.answer_positions = self.answers, self.wrong, self.answer_positions
+        shared.continuation_lengths = self.continuation_lengths
         shared.targets = self.ids
         shared.groups, shared.corrupted = self.groups, None
         shared._seal()
@@ -206,6 +294,7 @@ class Prompts:
         subset.wrong = None if self.wrong is None else self.wrong[rows]
         subset.groups = None if self.groups is None else self.groups[rows.numpy()]
         subset.answer_positions = self.answer_positions[rows]
+        subset.continuation_lengths = None if self.continuation_lengths is None else self.continuation_lengths[rows]
         subset.corrupted = None if self.corrupted is None else self.corrupted._subset(rows, renumber=renumber)
         subset.index = torch.arange(len(rows)) if renumber else self.index[rows]
         subset._seal()
@@ -254,6 +343,7 @@ class Prompts:
             "wrong": self.wrong,
             "answer_positions": self.answer_positions,
             "targets": self.targets,
+            "continuation_lengths": self.continuation_lengths,
         }
         for name, part in parts.items():
             shape = "none" if part is None else f"{part.dtype}{tuple(part.shape)}"
@@ -305,6 +395,10 @@ def _strip_padding(tokens: Any, attention_mask: Any) -> list[torch.Tensor]:
     return rows
 
 
+def _has_text(tokens: Any) -> bool:
+    return isinstance(tokens, Sequence) and any(isinstance(row, str) for row in tokens)
+
+
 def _mask(attention_mask: Any) -> torch.Tensor:
     """A boolean mask from 0/1 values (ints, floats or bools); anything else is refused."""
     try:
@@ -347,7 +441,7 @@ def _integers(values: Any, label: str, what: str = "token ids") -> np.ndarray:
     return array.astype(np.int64)
 
 
-def _token_matrix(tokens: Any, tokenizer: Any, label: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _token_matrix(tokens: Any, tokenizer: Any, label: str, special: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(tokens, str):
         raise PromptsError(f"{label} is a single string; pass a list of prompts, e.g. [{tokens!r}]")
     if isinstance(tokens, (torch.Tensor, np.ndarray)):
@@ -363,11 +457,11 @@ def _token_matrix(tokens: Any, tokenizer: Any, label: str) -> tuple[torch.Tensor
     else:
         raise PromptsError(
             f"cannot read {label} from {type(tokens).__name__}; "
-            "pass a tensor, a list of token lists or a list of strings"
+            "pass a tensor, a list of token lists, a list of strings or a tokenizer's BatchEncoding"
         )
     if not rows:
         raise PromptsError(f"{label} is empty; a prompt set needs at least one prompt")
-    sequences = [_token_row(row, tokenizer, label, i) for i, row in enumerate(rows)]
+    sequences = [_token_row(row, tokenizer, label, i, special) for i, row in enumerate(rows)]
     lengths = torch.tensor([len(s) for s in sequences])
     ids = torch.zeros(len(sequences), int(lengths.max()), dtype=torch.long)
     for i, sequence in enumerate(sequences):
@@ -375,11 +469,13 @@ def _token_matrix(tokens: Any, tokenizer: Any, label: str) -> tuple[torch.Tensor
     return ids, lengths
 
 
-def _token_row(row: Any, tokenizer: Any, label: str, i: int) -> torch.Tensor:
+def _token_row(row: Any, tokenizer: Any, label: str, i: int, special: bool = True) -> torch.Tensor:
     if isinstance(row, str):
         if tokenizer is None:
             raise PromptsError(f"{label}[{i}] is text; pass tokenizer= (or Model.tokenizer) to tokenize it")
-        row = tokenizer(row)["input_ids"]
+        text = row
+        row = (tokenizer(text) if special else tokenizer(text, add_special_tokens=False))["input_ids"]
+        warn_double_bos(row, text, tokenizer, f"{label}[{i}]")
     if row is None or isinstance(row, (bytes, numbers.Number)):
         raise PromptsError(f"{label}[{i}] is {row!r:.40}; each prompt must be a sequence of token ids (or a string)")
     values = torch.from_numpy(_integers(row, f"{label}[{i}]"))
