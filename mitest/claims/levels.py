@@ -102,7 +102,7 @@ def expect_levels(levels: Sequence[Level], *, claim: str, alpha: float | None = 
         against=margin < 0,
         gap=abs(estimate - weakest.threshold),
         worst=[(int(k), float(values[k])) for k in worst],
-        per_prompt=values,
+        per_prompt=values if weakest.above else -values,  # oriented as every claim's units: larger is more for it
         test=None if len(levels) == 1 else f"skew-adjusted t per part, Holm over {len(levels)}{grouped}",
         notes=notes,
     )

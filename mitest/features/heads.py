@@ -73,10 +73,12 @@ class HeadScores:
         layers, count = self.values.shape[1:]
         return [f"{layer}.{head}" for layer in range(layers) for head in range(count)]
 
-    def reading(self, head: str) -> Effect:
-        """One head's per-prompt scores as an Effect of readings."""
+    def reading(self, head: str, *, claim: dict[str, Any] | None = None) -> Effect:
+        """One head's per-prompt scores as an Effect of readings; ``claim`` (a claim over several heads)
+        replaces the head in the reading's identity, so that claim's identity is the same whichever
+        head decides it."""
         layer, index = self._coordinates(head)
-        spec = {"reading": "head score", "kind": self.kind, "head": head}
+        spec = {"reading": "head score", "kind": self.kind, **(claim or {"head": head})}
         return reading(
             self.values[:, layer, index],
             metric=f"{self.kind} score of {head}",
@@ -99,7 +101,8 @@ class HeadScores:
             self._coordinates(head)
         if not named or len(set(named)) != len(named):
             raise MitestError(f"name each head once, at least one: {named}")
-        levels = [Level(self.reading(head), above, above=head in named, label=head) for head in self.names]
+        whole = {"only": sorted(named), "of": len(self.names)}
+        levels = [Level(self.reading(head, claim=whole), above, above=head in named, label=head) for head in self.names]
         claim = f"{', '.join(named)} are the only heads with {self.kind} score above {above:g}"
         return expect_levels(levels, claim=claim, alpha=alpha)
 

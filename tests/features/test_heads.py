@@ -60,3 +60,16 @@ def test_only_claims_over_every_head(scores):
 def test_unknown_kind(zoo):
     with pytest.raises(mt.MitestError, match="previous_token"):
         mt.head_scores(zoo[0], zoo[1], "copying")
+
+
+def test_a_claim_over_every_head_has_one_identity_whichever_head_decides_it(scores):
+    recorded = []
+    from mitest import config
+
+    with config.use(recorder=lambda verdict, effect, per_prompt: recorded.append(effect.identity)):
+        scores["induction"].expect_only(["1.0", "1.1", "1.2", "1.3"], above=0.3)
+        scores["induction"].expect_only(["1.0", "1.1", "1.2", "1.3"], above=0.1)  # another weakest head
+        scores["induction"].expect_score("1.1", at_least=0.5)
+        scores["induction"].expect_score("1.2", at_least=0.5)
+    assert recorded[0]["reading"] == recorded[1]["reading"]
+    assert len({identity["reading"] for identity in recorded}) == 3  # single-head claims name their head
