@@ -10,9 +10,10 @@ import mitest as mt
 from tests.builders import build
 
 
-@pytest.fixture(scope="module")
-def gpt2():
-    return mt.Model.from_hf(build("gpt2"))
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def gpt2(request):
+    """A tiny random GPT-2, and a Llama with grouped-query attention (4 query heads, 2 key/value heads)."""
+    return mt.Model.from_hf(build(request.param))
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +28,11 @@ def _reference(model, prompts, layer, head, targets):
     values = []
     for i in range(len(prompts)):
         ids = prompts.tokens[i, : int(prompts.lengths[i])][None]
+        implementation = model.hf_model.config._attn_implementation
         with torch.no_grad():
             model.hf_model.config._attn_implementation = "eager"
             pattern = model.hf_model(ids, output_attentions=True).attentions[layer][0, head]
-            model.hf_model.config._attn_implementation = "sdpa"
+            model.hf_model.config._attn_implementation = implementation
         tokens = ids[0].tolist()
         masses = [float(pattern[q, keys].sum()) for q in range(len(tokens)) if (keys := targets(tokens, q))]
         values.append(np.mean(masses))
@@ -59,6 +61,12 @@ def test_queries_and_key_positions_select_what_they_say(gpt2, ragged):
     last_to_first = attention.mass(to=0, from_="last")
     assert np.allclose(last_to_first, attention.pattern[torch.arange(4), ragged.lengths - 1, 0].numpy(), atol=1e-7)
     assert np.allclose(attention.mass(to="all"), 1.0, atol=1e-5)  # every real query's weights sum to 1
+
+
+def test_the_users_model_is_left_as_it_was(gpt2, ragged):
+    before = gpt2.hf_model.config._attn_implementation
+    mt.attention(gpt2, ragged, "0.0")
+    assert gpt2.hf_model.config._attn_implementation == before
 
 
 def test_padding_never_counts(gpt2, ragged):
