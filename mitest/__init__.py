@@ -59,6 +59,9 @@ if TYPE_CHECKING:  # static view of the lazy names below; nothing is imported at
     )
     from mitest.families import strategies
     from mitest.families.properties import expect_for_all
+    from mitest.features.attention import Attention, Relative, attention, relative
+    from mitest.features.heads import HeadScores, head_scores
+    from mitest.features.neurons import expect_selective
     from mitest.model.model import Model
     from mitest.spec import metrics
     from mitest.spec.hypothesis import Hypothesis
@@ -106,6 +109,13 @@ _EXPORTS = {
     "Effect": "mitest.claims.effect",
     "expect_monotonic": "mitest.claims.effect",
     "expect_for_all": "mitest.families.properties",
+    "attention": "mitest.features.attention",
+    "Attention": "mitest.features.attention",
+    "relative": "mitest.features.attention",
+    "Relative": "mitest.features.attention",
+    "head_scores": "mitest.features.heads",
+    "HeadScores": "mitest.features.heads",
+    "expect_selective": "mitest.features.neurons",
     "circuit": "mitest.circuits.circuit",
     "CircuitTest": "mitest.circuits.circuit",
     "faithfulness_curve": "mitest.circuits.curve",

@@ -28,7 +28,7 @@ LAYERS = [
     ("mitest.spec",),
     ("mitest.model", "mitest.claims"),
     ("mitest.engine", "mitest.results"),
-    ("mitest.circuits", "mitest.families", "mitest.sweeps"),
+    ("mitest.circuits", "mitest.families", "mitest.features", "mitest.sweeps"),
     ("mitest.zoo",),
     ("mitest.plugin", "mitest.cli"),
     ("mitest",),

@@ -156,17 +156,30 @@ class Engine:
         def compute():
             references = self.metric_values(source, metric)[1] if source is not None else None
             values, own, top1 = [], [], []
+            hooks = HookSet(self.model.hf_model)
+            readout = self.readout(metric, hooks)
 
             def on_batch(batch, logits):
-                reference = references[len(values)] if references is not None else metric.reference(logits, batch)
-                values.append(metric(logits, batch, reference))
+                read = readout(logits)
+                reference = references[len(values)] if references is not None else metric.reference(read, batch)
+                values.append(metric.read(read, batch, reference))
                 own.append(reference)
                 top1.append(top1_tokens(logits, batch))
 
-            self.run(prompts, HookSet(self.model.hf_model), on_batch)
+            self.run(prompts, hooks, on_batch)
             return to_numpy(values, metric), own if metric.needs_reference else None, np.concatenate(top1)
 
         return self.cache.get(key, compute)
+
+    def readout(self, metric: Metric, hooks: HookSet) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The logits ``metric`` reads in a pass with ``hooks``, from the model's: the same logits, or
+        for a logit-lens metric the lens of the site it reads (captured by a hook added after every
+        edit, so it sees them)."""
+        if metric.lens is None:
+            return lambda logits: logits
+        seen: list[torch.Tensor] = []
+        hooks.add(self.model.resolve(metric.lens), seen.append)  # returns None: a read, not an edit
+        return lambda logits: self.model.unembed(seen.pop())
 
     def capture(self, prompts: Prompts, point: ResolvedSite) -> torch.Tensor:
         """The site's activation on every prompt, padded to ``[n, max_len, ...]``."""
@@ -253,12 +266,13 @@ class Engine:
         """Metric and top-1 token per prompt with every edit installed; also each edit's and each hook
         point's stats."""
         hooks, stats, together = self.hooks(edits)
+        readout = self.readout(metric, hooks)
         values: list[torch.Tensor] = []
         top1: list[np.ndarray] = []
 
         def on_batch(batch, logits):
             reference = references[len(values)] if references is not None else None
-            values.append(metric(logits, batch, reference))
+            values.append(metric.read(readout(logits), batch, reference))
             top1.append(top1_tokens(logits, batch))
 
         self.run(prompts, hooks, on_batch)

@@ -72,6 +72,7 @@ class Layout:
     embeddings: dict[str, str]  # model-level site name -> module path relative to the base model
     layer_sites: dict[str, LayerSite]
     has_resid_mid: Callable[[object], bool] = lambda config: True
+    final_norm: str | None = None  # module path of the norm before the unembedding (None: no logit lens)
 
 
 def _same(dims: Dims) -> View:
@@ -131,6 +132,7 @@ GPT2 = Layout(
     model_types=("gpt2",),
     layers="h",
     embeddings={"hook_embed": "wte", "hook_pos_embed": "wpe"},
+    final_norm="ln_f",
     layer_sites={
         "hook_resid_pre": LayerSite("", "input", _same),
         **_attention_sites(
@@ -155,6 +157,7 @@ GPT_NEOX = Layout(
     model_types=("gpt_neox",),
     layers="layers",
     embeddings={"hook_embed": "embed_in"},
+    final_norm="final_layer_norm",
     layer_sites={
         "hook_resid_pre": LayerSite("", "input", _same),
         **_attention_sites(
@@ -181,6 +184,7 @@ LLAMA = Layout(
     model_types=("llama", "mistral", "qwen2"),
     layers="layers",
     embeddings={"hook_embed": "embed_tokens"},
+    final_norm="norm",
     layer_sites={
         "hook_resid_pre": LayerSite("", "input", _same),
         **_attention_sites(

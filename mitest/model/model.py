@@ -131,6 +131,20 @@ class Model:
             )
         return logits
 
+    def unembed(self, residual: torch.Tensor) -> torch.Tensor:
+        """Logits read from a residual stream ``[..., d_model]`` (the logit lens): the model's final norm,
+        which computes its own mean and variance (or RMS) of ``residual``, then the unembedding."""
+        family = self.layout()[0]
+        get = getattr(self.hf_model, "get_output_embeddings", None)
+        head = get() if callable(get) else None
+        if family.final_norm is None or not isinstance(head, nn.Module):
+            raise SiteError(
+                f"the logit lens needs a decoder with a final norm and an unembedding (GPT-2, GPT-NeoX, Llama "
+                f"family); {type(self.hf_model).__name__} has {'none' if head is None else 'no final norm'}"
+            )
+        norm = cast(nn.Module, self.hf_model.base_model).get_submodule(family.final_norm)
+        return head(norm(residual))
+
     def running(self):
         """Context for forward passes: eval mode, no gradients, training flags restored after; runs of
         the same model from several threads wait for each other (see :func:`inference_mode`)."""

@@ -26,6 +26,7 @@ class Metric(Spec):
 
     name = "metric"
     needs_reference = False
+    lens: str | None = None  # a residual-stream site whose logit lens the metric reads (None: the logits)
 
     def at_answer(self, final: torch.Tensor, prompts: Prompts) -> torch.Tensor | None:
         """The metric from the logits at each prompt's answer position alone (``final``: ``[n, vocab]``),
@@ -39,6 +40,11 @@ class Metric(Spec):
 
     def __call__(self, logits: torch.Tensor, prompts: Prompts, reference: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    def read(self, logits: torch.Tensor, prompts: Prompts, reference: torch.Tensor | None = None) -> torch.Tensor:
+        """The metric on the logits it reads: the model's, or for a :attr:`lens` metric that site's lens
+        logits. The engine calls this; calling the metric itself refuses lens logits it cannot see."""
+        return self(logits, prompts, reference)
 
 
 def _answer_logits(logits: torch.Tensor, prompts: Prompts) -> torch.Tensor:
@@ -227,6 +233,49 @@ class Custom(Metric):
         return values.float()
 
 
+@dataclass(frozen=True)
+class LogitLens(Metric):
+    """``metric`` on the logit lens of ``blocks.{layer}.hook_resid_post``: that residual stream through
+    the final norm, computed afresh on it (its own mean and variance), and the unembedding.
+
+    Interventions before the layer change what the lens reads; those after it do not. The engine
+    captures the site in the same pass; code that passes only the model's logits is refused.
+    """
+
+    layer: int
+    metric: Metric
+
+    def __post_init__(self) -> None:
+        if type(self.layer) is not int or self.layer < 0:
+            raise MetricError(f"logit_lens needs a layer index >= 0, got {self.layer!r}")
+        if not isinstance(self.metric, Metric) or self.metric.lens is not None:
+            raise MetricError(f"logit_lens wraps an mt.metrics metric of the logits, got {self.metric!r:.60}")
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"logit_lens({self.layer}, {self.metric.name})"
+
+    @property
+    def lens(self) -> str:  # type: ignore[override]
+        return f"blocks.{self.layer}.hook_resid_post"
+
+    @property
+    def needs_reference(self) -> bool:  # type: ignore[override]
+        return self.metric.needs_reference
+
+    def reference(self, logits, prompts):
+        return self.metric.reference(logits, prompts)
+
+    def read(self, logits, prompts, reference=None):
+        return self.metric.read(logits, prompts, reference)
+
+    def __call__(self, logits, prompts, reference=None):
+        raise MetricError(
+            f"{self.name} reads the residual stream at {self.lens}, which mt.measure (and the claims built on it) "
+            "capture in the same pass; this computation passes only the model's final logits"
+        )
+
+
 _REAL = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
@@ -259,6 +308,11 @@ def kl_div(positions: Any = "last") -> KLDiv:
 def continuation_logprob(reduce: str = "sum", *, token: int | None = None) -> ContinuationLogProb:
     """Teacher-forced log-probability of each prompt's continuation: summed, ``"mean"`` per token, or one ``token``."""
     return ContinuationLogProb(reduce, token)
+
+
+def logit_lens(layer: int, metric: Any = logit_diff) -> LogitLens:
+    """``metric`` (default :data:`logit_diff`) read from the logit lens at the residual stream after ``layer``."""
+    return LogitLens(layer, as_metric(metric))
 
 
 _FACTORIES = (loss, kl_div, continuation_logprob)

@@ -23,6 +23,7 @@ import torch
 
 from mitest.errors import MitestError
 from mitest.families.strategies import Example, Family, numbers, tokens
+from mitest.features import heads as features
 from mitest.model.model import Model
 from mitest.spec.prompts import Prompts
 
@@ -86,25 +87,18 @@ def head_scores(model: Model, prompts: Prompts | None = None) -> dict[str, dict[
     """Per head ``"layer.head"``: its mean attention to the previous token (``previous_token``) and,
     on the repeat, to the token after the current token's occurrence in the first copy (``induction``).
 
-    Read from the attention patterns on :func:`repeated` prompts (or ``prompts`` of that form).
-    A previous-token head scores near 1 on the first, an induction head on the second.
+    Read from the attention patterns on :func:`repeated` prompts (or ``prompts`` of that form) by
+    :func:`mitest.features.heads.head_scores`, rounded to 3 decimals. A previous-token head scores
+    near 1 on the first, an induction head on the second.
     """
-    from mitest.engine.hooks import eager_attention
-    from mitest.model.model import inference_mode
-
-    ids = (prompts or repeated()).ids
-    with inference_mode(model.hf_model), eager_attention(model.hf_model):
-        patterns = model.hf_model(ids, output_attentions=True).attentions
-    positions = torch.arange(2, ids.shape[1])
-    repeat = torch.arange(SEGMENT + 1, ids.shape[1])
-    scores = {}
-    for layer, pattern in enumerate(patterns):
-        for head in range(pattern.shape[1]):
-            scores[f"{layer}.{head}"] = {
-                "previous_token": round(float(pattern[:, head, positions, positions - 1].mean()), 3),
-                "induction": round(float(pattern[:, head, repeat, repeat - SEGMENT + 1].mean()), 3),
-            }
-    return scores
+    prompts = prompts or repeated()
+    tables = {kind: features.head_scores(model, prompts, kind).table for kind in ("previous_token", "induction")}
+    shape = tables["induction"]
+    return {
+        f"{layer}.{head}": {kind: round(float(table.loc[layer, head]), 3) for kind, table in tables.items()}
+        for layer in shape.index
+        for head in shape.columns
+    }
 
 
 def _distinct(k: int, generator: torch.Generator, avoid: list[int] | None = None) -> list[int]:
