@@ -164,22 +164,41 @@ def test_heads_are_ints_in_range_or_a_site_error(layer, index, kind):
 @example(specs=[(0, 1.5)])  # regression: read as head 0.1
 @example(specs=[(True, 1)])  # regression: read as head 1.1
 @example(specs=["٣.1"])  # non-ASCII digits are refused, as in site names
+@example(specs=["*", "1.0"])  # wildcards (every head, every head of a layer) cover what they name
+@example(specs=["1.*", "1.0", "0.2"])
 def test_head_lists_keep_valid_heads_once_and_refuse_the_rest(specs):
-    def parsed(spec: Any) -> tuple[int, int] | None:
+    def parsed(spec: Any) -> tuple[Any, ...] | None:
         if isinstance(spec, str):
+            if spec == "*":
+                return ("*",)
             parts = spec.split(".")
-            ok = len(parts) == 2 and all(p.isascii() and p.isdigit() for p in parts)
-            return (int(parts[0]), int(parts[1])) if ok else None
+            digits = [p.isascii() and p.isdigit() for p in parts]
+            ok = len(parts) == 2 and digits[0] and (digits[1] or parts[1] == "*")
+            return (int(parts[0]), "*" if parts[1] == "*" else int(parts[1])) if ok else None
         layer, index = spec
         return (int(layer), int(index)) if is_int(layer) and layer >= 0 and is_int(index) else None
+
+    def covered(selections: list[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
+        """What the selections cover, each head once: a wildcard absorbs the heads it names."""
+        if ("*",) in selections:
+            return {("*",)}
+        layers = {layer for layer, head in selections if head == "*"}
+        return {(layer, head) for layer, head in selections if head == "*" or layer not in layers}
 
     wanted = [parsed(spec) for spec in specs]
     result = attempt(lambda: mt.heads(*specs))
     if None in wanted:
         assert isinstance(result, mt.SiteError)
         return
-    got = sorted((int(s.name.split(".")[1]), i) for s in result for i in s.index)
-    assert got == sorted(set(wanted)), "every head once, none invented"
+    got = []
+    for site in result:
+        layer = site.name.split(".")[1]
+        if site.index is None:
+            got.append(("*",) if layer == "*" else (int(layer), "*"))
+        else:
+            got += [(int(layer), i) for i in site.index]
+    assert len(got) == len(set(got)), "every head once"
+    assert set(got) == covered([w for w in wanted if w is not None]), "none invented, none lost"
 
 
 @FAST
