@@ -343,8 +343,9 @@ class Prompts:
             "wrong": self.wrong,
             "answer_positions": self.answer_positions,
             "targets": self.targets,
-            "continuation_lengths": self.continuation_lengths,
         }
+        if self.continuation_lengths is not None:  # absent, it leaves the hash of every older prompt set as it was
+            parts["continuation_lengths"] = self.continuation_lengths
         for name, part in parts.items():
             shape = "none" if part is None else f"{part.dtype}{tuple(part.shape)}"
             digest.update(f"|{name}:{shape}:".encode())
