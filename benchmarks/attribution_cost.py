@@ -5,7 +5,9 @@ and on ``planted.saturated_attention()`` (every head's key), it times one clean 
 prompts, ``mt.attribute`` with AtP and with IG (16 steps), and the exact ``mt.sweep``, each from an
 empty cache (best of a few runs), and prints the times as multiples of the clean pass, then each
 method's Spearman rho with exact patching and the verdict of ``expect_agrees_with_patching``; first,
-AtP over the 144 heads of a GPT-2-small-shaped random model (8 prompts x 32 tokens) in clean passes.
+AtP over the 144 heads of a GPT-2-small-shaped random model (8 prompts x 32 tokens) in clean passes,
+beside TransformerLens 4.3's ``attribution_patch`` on the same weights when the ``bench`` extra is
+installed (the bridge rewires the model, so it runs last on it).
 Timings are printed, never asserted: machines are noisy.
 
     OMP_NUM_THREADS=1 python benchmarks/attribution_cost.py
@@ -82,6 +84,20 @@ def gpt2_small_cost(prompts: int = 8, tokens: int = 32) -> None:
         f"GPT-2-small shape, {prompts} x {tokens} tokens, 144 heads: clean forward {1e3 * clean:.0f} ms; "
         f"atp {1e3 * atp:.0f} ms = {atp / clean:.2f} forward passes"
     )
+    try:
+        from transformer_lens.model_bridge.sources import build_bridge_from_module
+        from transformer_lens.tools.analysis.attribution_patching import attribution_patch
+    except ImportError:
+        print("  TransformerLens not installed (pip install -e '.[bench]'): its attribution patching not timed")
+        return
+    bridge = build_bridge_from_module(model.hf_model, "GPT2LMHeadModel", hf_config=config).eval()
+    rows = torch.arange(prompts)
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:  # one pair at a time: TL scores each pair on its own
+        return logits[0, -1, answers[0][0]] - logits[0, -1, answers[1][0]]
+
+    peer = _best(model, lambda: attribution_patch(bridge, ids[0][rows], ids[1][rows], metric), 2)
+    print(f"  TransformerLens 4.3 attribution_patch (node granularity): {1e3 * peer:.0f} ms = {peer / clean:.2f}")
 
 
 def main() -> None:
