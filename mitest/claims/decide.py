@@ -83,6 +83,7 @@ def decide(
     margins: np.ndarray | None = None,
     sweep: dict[str, Any] | None = None,
     curve: dict[str, Any] | None = None,
+    agreement: dict[str, Any] | None = None,
     rate: float | None = None,
     below: bool = False,
     split: int = 1,
@@ -94,8 +95,9 @@ def decide(
     ``unit_scale`` converts the decision's margins to the estimate's scale; ``gap`` is the distance
     between the estimate and the boundary the test must resolve; ``against`` marks the prompts
     that go against the claim, ``margins`` their signed margins (for the few-prompts note); ``rate``
-    is a grouped flip-rate claim's rate (its power follows the all-or-nothing bound too); ``sweep`` and
-    ``curve`` are a sweep's cells and a faithfulness curve's points, kept for the reports. ``below``
+    is a grouped flip-rate claim's rate (its power follows the all-or-nothing bound too); ``sweep``,
+    ``curve`` and ``agreement`` are a sweep's cells, a faithfulness curve's points and an attribution's
+    checked units (estimate beside exact change), kept for the reports. ``below``
     says the claim puts the estimate below the threshold (an upper bound); ``split`` that it HOLDS on
     one of that many one-sided tests, each at ``alpha / split`` (its power advice uses that level).
     """
@@ -151,6 +153,7 @@ def decide(
         share_against=share,
         sweep=sweep,
         curve=curve,
+        agreement=agreement,
     )
     return publish(verdict, effect, per_prompt)
 

@@ -52,6 +52,7 @@ class Verdict:
     share_against: float = 0.0
     sweep: dict[str, Any] | None = None  # a sweep claim's cells, for reports and heatmaps
     curve: dict[str, Any] | None = None  # a faithfulness-curve claim's points and area, for reports
+    agreement: dict[str, Any] | None = None  # an attribution claim's estimates beside exact patching
 
     @property
     def holds(self) -> bool:

@@ -81,6 +81,25 @@ class CurveRecord(TypedDict):
     at_fraction: float | None
 
 
+class AgreementPoint(TypedDict):
+    """One checked unit of an attribution claim: its mean estimate, its mean exact change, whether it was
+    among the estimate's top units (else sampled)."""
+
+    unit: str
+    attribution: float
+    exact: float
+    top: bool
+
+
+class AgreementRecord(TypedDict):
+    """An attribution-agreement claim's checked units (cells or edges), its method and Spearman's rho."""
+
+    unit: str
+    method: str
+    rank_correlation: float
+    points: list[AgreementPoint]
+
+
 class ClaimRecord(TypedDict, total=False):
     """One decided claim. The verdict's numbers, where the claim lives, what produced it, and after
     the gate its ``baseline`` comparison; a run adds the suite-wide adjusted ``p_holm`` and ``p_bh``."""
@@ -124,6 +143,7 @@ class ClaimRecord(TypedDict, total=False):
     per_prompt: PerPrompt
     sweep: SweepRecord  # sweep claims only
     curve: CurveRecord  # faithfulness-curve claims only
+    agreement: AgreementRecord  # attribution-agreement claims only
     # added later
     baseline: dict[str, Any]
     p_holm: float
@@ -140,7 +160,7 @@ def build_record(
     claim_definition = definition(identity, verdict.claim, verdict.threshold)
     data = verdict.to_dict()
     method = data.pop("test")
-    for field in ("sweep", "curve"):
+    for field in ("sweep", "curve", "agreement"):
         if data.get(field) is None:
             data.pop(field, None)
     groups = None if effect.groups is None else [str(g) for g in effect.groups]
@@ -299,7 +319,10 @@ def _claim_problem(claim: dict, i: int) -> str | None:
     if problem:
         return f"claim {i}: sweep {problem}"
     problem = curve_problem(claim["curve"]) if claim.get("curve") is not None else None
-    return f"claim {i}: curve {problem}" if problem else None
+    if problem:
+        return f"claim {i}: curve {problem}"
+    problem = agreement_problem(claim["agreement"]) if claim.get("agreement") is not None else None
+    return f"claim {i}: agreement {problem}" if problem else None
 
 
 _SWEEP_ROWS, _SWEEP_COLUMNS = (None, "layer"), (None, "head", "neuron", "position")
@@ -352,6 +375,28 @@ def curve_problem(curve: Any) -> str | None:
     if at is not None and not _KINDS["finite"](at):
         return f"at_fraction is {at!r:.40}, not a finite number or null"
     return _fields_problem(curve.get("auc"), _AREA_FIELDS, "auc")
+
+
+_AGREEMENT_FIELDS = {"unit": "text", "attribution": "number", "exact": "number", "top": "flag"}
+
+
+def agreement_problem(agreement: Any) -> str | None:
+    """The first thing in a claim's agreement field that the renderers could not use, or None."""
+    if not isinstance(agreement, dict):
+        return f"is a {type(agreement).__name__}, not an object"
+    for name in ("unit", "method"):
+        if not isinstance(agreement.get(name), str):
+            return f"{name} is {agreement.get(name)!r:.40}, not text"
+    if not _KINDS["number"](agreement.get("rank_correlation")):
+        return f"rank_correlation is {agreement.get('rank_correlation')!r:.40}, not a number"
+    points = agreement.get("points")
+    if not isinstance(points, list) or len(points) < 2:
+        return "points is not a list of at least two points"
+    for j, point in enumerate(points):
+        problem = _fields_problem(point, _AGREEMENT_FIELDS, f"point {j}")
+        if problem:
+            return problem
+    return None
 
 
 def _cell_problem(cell: dict, j: int) -> str | None:

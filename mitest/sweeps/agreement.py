@@ -147,7 +147,21 @@ class RankAgreement:
             test=f"top-{self.top_k} match on these prompts; percentile bootstrap of Spearman's rho over "
             + ("clusters" if groups is not None else "prompts"),
             notes=notes,
+            agreement=self._record(rho),
         )
+
+    def _record(self, rho: float) -> dict[str, Any]:
+        """The claim record's ``agreement`` field: each checked unit's mean estimate and exact change."""
+        points = [
+            {
+                "unit": str(row[self.unit]),
+                "attribution": float(row["attribution"]),
+                "exact": float(row["exact"]),
+                "top": row["role"] == "top",
+            }
+            for row in self.frame().to_dict("records")
+        ]
+        return {"unit": self.unit, "method": self.estimator.method, "rank_correlation": rho, "points": points}
 
 
 def checked_names(ranked: list[str], top_k: int, sample: int | None, seed: int, unit: str = "cell") -> list[str]:

@@ -10,6 +10,7 @@ import numpy as np
 
 from mitest.results.report.curve import render_curve
 from mitest.results.report.heatmap import render_heatmap
+from mitest.results.report.scatter import render_scatter
 
 COLORS = {"HOLDS": "#1a7f37", "REFUTED": "#cf222e", "INCONCLUSIVE": "#9a6700"}
 WIDTH, ROW = 360, 26
@@ -18,11 +19,14 @@ WIDTH, ROW = 360, 26
 def render_html(run: dict) -> str:
     """The report: summary, a forest plot row per claim (estimate, CI, threshold), the per-prompt
     distribution of each claim, the baseline comparison, a heatmap under each sweep claim and the curve
-    under each faithfulness-curve claim."""
+    under each faithfulness-curve claim and the scatter of estimates against exact patching under each
+    attribution claim."""
     summary = {key: _text(value) for key, value in run["summary"].items()}
     settings = {key: _text(value) for key, value in run["settings"].items()}
     undecided = _undecided_note(run)
-    rows = "\n".join(_claim_row(claim) + _sweep_row(claim) + _curve_row(claim) for claim in run["claims"])
+    rows = "\n".join(
+        _claim_row(claim) + _sweep_row(claim) + _curve_row(claim) + _agreement_row(claim) for claim in run["claims"]
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>mitest report</title>
 <style>
@@ -95,6 +99,13 @@ def _curve_row(claim: dict) -> str:
         return ""
     threshold = float(claim["threshold"])
     return f'\n<tr class="curve"><td></td><td colspan="5">{render_curve(claim["curve"], threshold)}</td></tr>'
+
+
+def _agreement_row(claim: dict) -> str:
+    """A row under an attribution-agreement claim with its estimate-against-exact scatter; nothing for others."""
+    if not claim.get("agreement"):
+        return ""
+    return f'\n<tr class="agreement"><td></td><td colspan="5">{render_scatter(claim["agreement"])}</td></tr>'
 
 
 def _forest(claim: dict, color: str) -> str:
