@@ -7,6 +7,7 @@ Each ``expect_*`` method tests a claim on the paired per-prompt values and retur
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -454,6 +455,8 @@ def _check_differences(clean: np.ndarray, intervened: np.ndarray, corrupted: np.
 
 
 def _check_finite(threshold: float, name: str = "at_least") -> None:
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+        raise MitestError(f"{name} must be a number, got {type(threshold).__name__} {threshold!r:.40}")
     if not np.isfinite(threshold):
         raise MitestError(f"{name} must be a finite number, got {threshold}")
 

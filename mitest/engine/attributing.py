@@ -168,9 +168,9 @@ def _gradients(
     if offsets is None:
         leaves: dict[str, torch.Tensor] = {}
         for name, point in points.items():
-            hooks.add(_writable(point), functools.partial(_shifted_from_zero, leaves, name))
+            hooks.add(_writable(point), functools.partial(_shifted_from_zero, leaves, name, len(batch) * copies))
             if seen is not None:
-                hooks.add(point, functools.partial(_remember, seen, name))
+                hooks.add(point, functools.partial(_remember, seen, name, len(batch) * copies))
     else:
         leaves = {name: offset.detach().requires_grad_(True) for name, offset in offsets.items()}
         for name, leaf in leaves.items():
@@ -205,13 +205,15 @@ def shifted(offset: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
     return view + offset.to(view.dtype)
 
 
-def _shifted_from_zero(leaves: dict[str, torch.Tensor], name: str, view: torch.Tensor) -> torch.Tensor:
-    leaves[name] = torch.zeros_like(view, requires_grad=True)
+def _shifted_from_zero(leaves: dict[str, torch.Tensor], name: str, rows: int, view: torch.Tensor) -> torch.Tensor:
+    """Add a zero offset of one row per prompt, also where the site is shared across the batch
+    (``[1, pos, d]`` position embeddings), so each prompt gets its own gradient."""
+    leaves[name] = torch.zeros((rows, *view.shape[1:]), dtype=view.dtype, device=view.device, requires_grad=True)
     return view + leaves[name]
 
 
-def _remember(seen: dict[str, torch.Tensor], name: str, view: torch.Tensor) -> None:
-    seen[name] = view.detach().clone()
+def _remember(seen: dict[str, torch.Tensor], name: str, rows: int, view: torch.Tensor) -> None:
+    seen[name] = view.detach().expand(rows, *view.shape[1:]).clone()
 
 
 def _writable(point: ResolvedSite) -> ResolvedSite:

@@ -145,6 +145,7 @@ def prefetch(engine: Engine, prompts: Prompts, interventions: Iterable[Intervent
     reads: dict[tuple[str, str, bool], tuple[Prompts, dict[str, ResolvedSite]]] = {}
 
     def add(kind: str, source: Prompts, sites: Iterable[Site], per_position: bool = False) -> None:
+        source.check_vocab(engine.model.vocab_size)  # before any pass runs on it, as compiling would
         points = reads.setdefault((kind, source.fingerprint, per_position), (source, {}))[1]
         for site in sites:
             points[site.name] = engine.model.resolve(site.name)

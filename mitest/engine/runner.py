@@ -54,9 +54,13 @@ class Engine:
                 self._loop(prompts, on_batch)
 
     def read(self, prompts: Prompts, hooks: HookSet, reads: list[tuple[ResolvedSite, HookStats]]) -> None:
-        """A pass that only reads (``hooks`` holds nothing but the ``reads``, each a point and the stats
-        of its read): each batch stops
-        as soon as every read has fired, so the layers above the last read and the unembedding never run."""
+        """A pass that only reads (``hooks`` holds nothing but the ``reads``, each a point and the stats of
+        its read): each batch stops as soon as every read has fired, so the layers above the last read and
+        the unembedding never run. Only on a model with a site table, whose modules each run once a pass;
+        a raw-module model runs whole (its modules may run several times, e.g. weights shared across depth)."""
+        if self.model.family is None:
+            self.run(prompts, hooks, lambda batch, logits: None)
+            return
         stopped = [0]  # batches stopped so far: every read has fired that many times before this batch
 
         def enough(view: torch.Tensor) -> None:

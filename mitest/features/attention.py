@@ -136,7 +136,7 @@ def attention(model: Model | Any, prompts: Prompts, head: str | tuple[int, int],
     layer = int(site[0].name.split(".")[1])
     index = site[0].index[0]
     point = model.resolve(site[0].name)
-    if point.components is not None and index >= point.components:
+    if index < 0 or (point.components is not None and index >= point.components):
         raise SiteError(f"{site[0].name} has {point.components} heads; head {index} does not exist")
     (pattern,), revision = patterns(model, prompts, [layer], batch_size)
     return Attention(f"{layer}.{index}", prompts, pattern[:, :, index], revision)

@@ -92,7 +92,13 @@ def _receivers(model: Model, spec: object) -> list[Site]:
             found.append(site)
             continue
         for concrete in _layers(model, site):
-            _, kind = _LAYER_SITE.fullmatch(concrete.name).groups()  # type: ignore[union-attr]
+            match = _LAYER_SITE.fullmatch(concrete.name)
+            if match is None:
+                raise SiteError(
+                    f"{concrete.name!r} is not an edge's receiver: name heads (mt.heads('1.*')), their q/k/v "
+                    "inputs, MLP inputs (mt.mlp(L)) or 'logits'"
+                )
+            _, kind = match.groups()
             if kind == "attn.hook_z":  # a whole head: its three inputs
                 check_separate_heads(model, f"{concrete} as a receiver")
                 for part in _INPUTS:

@@ -124,6 +124,8 @@ def test_a_constant_change_gets_a_clear_answer():
         (lambda e: e.expect_recovery(at_least=0.5, at_most=0.9), "exactly one bound"),
         (lambda e: e.expect_recovery(at_most=float("nan")), "at_most must be a finite"),
         (lambda e: e.expect_change(at_least=-1.0), "at_least >= 0"),
+        (lambda e: e.expect_change("1"), "at_least must be a number, got str"),  # found by review: numpy TypeError
+        (lambda e: e.expect_increase(at_least=None), "at_least must be a number"),
     ],
 )
 def test_bad_bounds_are_clear_errors(call, message):

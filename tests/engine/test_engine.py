@@ -115,6 +115,28 @@ def test_a_pass_that_only_reads_stops_after_its_last_read(prompts):
     torch.testing.assert_close(z.flatten(2)[real], captured[0][real], rtol=0, atol=1e-6)
 
 
+class _SharedTwice(torch.nn.Module):
+    """A raw-module model (no site table) that runs one module twice a pass (weights shared across depth)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.shared, self.out = torch.nn.Embedding(16, 8), torch.nn.Linear(8, 8), torch.nn.Linear(8, 16)
+
+    def forward(self, input_ids=None, attention_mask=None, **kwargs):
+        return self.out(self.shared(torch.tanh(self.shared(self.embed(input_ids)))))
+
+
+def test_a_raw_module_that_runs_twice_a_pass_is_read_at_its_last_run_as_before():
+    """Read-only passes stop early only on models with a site table; here the capture is the last run."""
+    torch.manual_seed(0)
+    net = _SharedTwice().eval()
+    prompts = mt.Prompts(torch.randint(0, 16, (3, 5)), answers=torch.tensor([1, 2, 3]))
+    captured = mt.activations(mt.Model.from_hf(net), prompts, "shared")
+    with torch.no_grad():
+        last = net.shared(torch.tanh(net.shared(net.embed(prompts.tokens))))
+    torch.testing.assert_close(captured, last)
+
+
 def test_only_the_sites_an_intervention_names_are_captured(prompts):
     model = mt.Model.from_hf(build("gpt2"))
     mt.measure(model, prompts, mt.patch(mt.heads("1.2"), source="corrupted"), mt.metrics.logit_diff)

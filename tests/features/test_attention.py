@@ -84,6 +84,8 @@ def test_a_prompt_without_a_query_that_sees_a_target_is_refused(gpt2):
 def test_bad_heads_and_targets_are_refused(gpt2, ragged):
     with pytest.raises(mt.SiteError, match="4 heads"):
         mt.attention(gpt2, ragged, "0.7")
+    with pytest.raises(mt.SiteError, match="head -1 does not exist"):  # found by review: read as head 3
+        mt.attention(gpt2, ragged, (0, -1))
     with pytest.raises(mt.SiteError, match="one head"):
         mt.attention(gpt2, ragged, "0.*")
     with pytest.raises(mt.PositionsError, match="relative"):

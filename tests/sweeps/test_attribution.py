@@ -147,6 +147,16 @@ def test_batch_size_does_not_change_the_estimates(method):
     assert np.abs(wide.scores - narrow.scores).max() <= TOLERANCE
 
 
+@pytest.mark.parametrize("family", ["gpt2", "bert"])
+def test_a_site_shared_across_the_batch_gets_one_estimate_per_prompt(family):
+    """Found by review: AtP of zero-ablating hook_pos_embed ([1, pos, d]) gave every prompt the batch's sum."""
+    model, prompts = mt.Model.from_hf(build(family)), random_prompts(n=6, seq=8)
+    template = mt.ablate(mt.site("hook_pos_embed"))
+    one = mt.attribute(model, prompts, template, mt.metrics.logit_diff, batch_size=1).scores
+    whole = mt.attribute(model, prompts, template, mt.metrics.logit_diff, batch_size=6).scores
+    assert np.abs(one - whole).max() <= TOLERANCE and np.ptp(whole) > 0.1
+
+
 # -- gradient hygiene -------------------------------------------------------------------------------
 
 

@@ -386,6 +386,8 @@ def test_bad_options_are_refused(tiny):
         mt.attribute_edges(tiny, prompts, mt.metrics.logit_diff, receivers=mt.resid(1, "pre"))
     with pytest.raises(mt.SiteError, match="neurons"):
         mt.attribute_edges(tiny, prompts, mt.metrics.logit_diff, receivers=mt.neurons(1, 3))
+    with pytest.raises(mt.SiteError, match="not an edge's receiver"):  # found by review: an AttributeError
+        mt.attribute_edges(tiny, prompts, mt.metrics.logit_diff, receivers="foo")
     with pytest.raises(mt.SiteError, match="no receiver reads"):
         mt.attribute_edges(tiny, prompts, mt.metrics.logit_diff, senders=mt.heads("1.*"), receivers=mt.heads("0.*"))
     with pytest.raises(mt.SiteError, match="drop .at"):

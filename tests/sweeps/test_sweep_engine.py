@@ -203,6 +203,27 @@ def test_bad_sweeps_are_clear_errors(template, options, message):
         mt.sweep(model, random_prompts(n=4), template, mt.metrics.logit_diff, **options)
 
 
+def _out_of_vocabulary() -> mt.Prompts:
+    return mt.Prompts(torch.full((4, 8), 100), answers=torch.ones(4, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        lambda bad: mt.ablate(mt.heads("*"), "mean", reference=bad),
+        lambda bad: mt.ablate(mt.heads("*"), "resample", reference=bad),
+        lambda bad: mt.patch(mt.heads("*"), source=bad),
+    ],
+    ids=["mean", "resample", "patch"],
+)
+@pytest.mark.parametrize("run", [mt.sweep, mt.attribute], ids=["sweep", "attribute"])
+def test_reference_prompts_out_of_the_vocabulary_are_refused_before_any_pass(template, run):
+    """Found by review: sweeps and attribution ran the reference through the model (a raw IndexError)."""
+    model = mt.Model.from_hf(build("gpt2"))
+    with pytest.raises(mt.PromptsError, match="out of the model's vocabulary"):
+        run(model, random_prompts(n=4, seq=8), template(_out_of_vocabulary()), mt.metrics.logit_diff)
+
+
 def test_a_site_missing_on_the_architecture_and_unequal_lengths_for_positions_are_refused():
     parallel = mt.Model.from_hf(build("gpt_neox"))  # parallel residual: no resid_mid
     with pytest.raises(mt.SiteError, match="no layer of this model has 'hook_resid_mid'"):
