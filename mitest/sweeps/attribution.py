@@ -21,14 +21,14 @@ from mitest.engine.attributing import attribution_scores
 from mitest.engine.effects import claim_identity
 from mitest.engine.measure import checked_inputs
 from mitest.engine.runner import Engine
-from mitest.errors import InterventionError, MitestError, SiteError, closest
+from mitest.errors import InterventionError, MitestError, SiteError
 from mitest.model.model import Model
 from mitest.spec.interventions import Intervention, PathPatch
 from mitest.spec.metrics import Metric, as_metric
 from mitest.spec.prompts import Prompts
 from mitest.sweeps.agreement import RankAgreement, checked_names
-from mitest.sweeps.cells import Cell, expand, swept_sites, with_site
-from mitest.sweeps.sweep import Sweep, sweep, t_interval
+from mitest.sweeps.cells import Cell, expand, position_of, swept_sites, with_site
+from mitest.sweeps.sweep import Sweep, cell_frame, sweep
 
 DEFAULT_STEPS = 16  # integrated-gradient points when ``steps`` is not given
 
@@ -123,27 +123,7 @@ class Attribution:
 
     def frame(self, level: float = 0.95) -> pd.DataFrame:
         """One row per cell: coordinates, mean estimate and its t interval at ``level`` (as ``Sweep.frame``)."""
-        rows = []
-        for cell, values in zip(self.cells, self.scores, strict=True):
-            low, high = t_interval(values, self.prompts.groups, level)
-            rows.append(
-                {
-                    "cell": cell.name,
-                    "site": str(cell.site),
-                    "layer": cell.layer,
-                    "head": cell.head,
-                    "neuron": cell.neuron,
-                    "position": cell.position,
-                    "estimate": float(values.mean()),
-                    "low": low,
-                    "high": high,
-                    "n": len(values),
-                }
-            )
-        frame = pd.DataFrame(rows).dropna(axis="columns", how="all")
-        for column in {"layer", "head", "neuron", "position"} & set(frame.columns):
-            frame[column] = frame[column].astype("Int64")
-        return frame
+        return cell_frame(self.cells, list(self.scores), self.prompts.groups, level)
 
     def ranking(self) -> list[str]:
         """Cell names by the size of their mean estimate, largest first (ties in sweep order)."""
@@ -182,12 +162,7 @@ class Attribution:
         return agreement.expect_agrees(rank_correlation_at_least=rank_correlation_at_least, alpha=alpha)
 
     def _index(self, name: str) -> int:
-        names = self.names
-        if name in names:
-            return names.index(name)
-        near = closest(str(name), names)
-        hint = f"; closest: {', '.join(near)}" if near else ""
-        raise SiteError(f"the attribution has no cell {name!r}{hint}. Cells are named like {names[0]!r}")
+        return position_of(name, self.names, "the attribution has no cell")
 
 
 @dataclass(frozen=True, eq=False)

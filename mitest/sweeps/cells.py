@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from mitest.engine.edits import check_index
-from mitest.errors import InterventionError, SiteError
+from mitest.errors import InterventionError, SiteError, closest
 from mitest.model.model import Model
 from mitest.spec.interventions import Ablate, Intervention, Patch, PathPatch
 from mitest.spec.positions import ALL, as_positions
@@ -126,3 +126,13 @@ def _check_distinct(cells: list[Cell]) -> None:
             f"the sweep's cells overlap: {shown} appear(s) more than once (e.g. heads('*') already holds every "
             "head); list each cell once"
         )
+
+
+def position_of(name: str, names: list[str], holder: str) -> int:
+    """Where ``name`` is in ``names`` (a sweep's cells, an attribution's edges); else a :class:`SiteError`
+    naming the closest ones. ``holder`` says what was indexed, e.g. ``"the sweep has no cell"``."""
+    if name in names:
+        return names.index(name)
+    near = closest(str(name), names)
+    hint = f"; closest: {', '.join(near)}" if near else ""
+    raise SiteError(f"{holder} {name!r}{hint}. They are named like {names[0]!r}")

@@ -23,7 +23,7 @@ from mitest.engine.edge_attributing import edge_scores
 from mitest.engine.effects import claim_identity
 from mitest.engine.measure import checked_inputs, measure
 from mitest.engine.runner import Engine
-from mitest.errors import MitestError, SiteError, closest
+from mitest.errors import MitestError
 from mitest.model.model import Model
 from mitest.model.residual import EMBED, check_supported
 from mitest.spec.hypothesis import OUTPUT, Hypothesis
@@ -32,6 +32,7 @@ from mitest.spec.metrics import Metric, as_metric
 from mitest.spec.prompts import Prompts
 from mitest.spec.sites import Site, heads
 from mitest.sweeps.agreement import RankAgreement, checked_names
+from mitest.sweeps.cells import position_of
 from mitest.sweeps.edges import RECEIVE_ALL, GraphEdge, graph_edges, label
 from mitest.sweeps.sweep import t_interval
 
@@ -212,12 +213,7 @@ class EdgeAttribution:
         return [name for name in self.ranking() if abs(self[name].mean()) >= threshold]
 
     def _index(self, name: str) -> int:
-        names = self.names
-        if name in names:
-            return names.index(name)
-        near = closest(str(name), names)
-        hint = f"; closest: {', '.join(near)}" if near else ""
-        raise SiteError(f"the edge attribution has no edge {name!r}{hint}. Edges are named like {names[0]!r}")
+        return position_of(name, self.names, "the edge attribution has no edge")
 
 
 @dataclass(frozen=True, eq=False)

@@ -32,7 +32,7 @@ from mitest.model.model import Model
 from mitest.spec.interventions import Intervention
 from mitest.spec.metrics import as_metric
 from mitest.spec.prompts import Prompts
-from mitest.sweeps.cells import Cell, expand, with_site
+from mitest.sweeps.cells import Cell, expand, position_of, with_site
 
 _DIRECTIONS = {"decrease": -1.0, "increase": 1.0}
 
@@ -104,6 +104,34 @@ def t_interval(values: np.ndarray, groups: np.ndarray | None, level: float) -> t
     return mean - half, mean + half
 
 
+def cell_frame(
+    cells: Sequence[Cell], values: Sequence[np.ndarray], groups: np.ndarray | None, level: float
+) -> pd.DataFrame:
+    """One row per cell: its coordinates, the mean of its per-prompt ``values`` (``estimate``), their t
+    interval at ``level`` (``low``, ``high``) and ``n``; coordinate columns no cell has are dropped."""
+    rows = []
+    for cell, per_prompt in zip(cells, values, strict=True):
+        low, high = t_interval(per_prompt, groups, level)
+        rows.append(
+            {
+                "cell": cell.name,
+                "site": str(cell.site),
+                "layer": cell.layer,
+                "head": cell.head,
+                "neuron": cell.neuron,
+                "position": cell.position,
+                "estimate": float(per_prompt.mean()),
+                "low": low,
+                "high": high,
+                "n": len(per_prompt),
+            }
+        )
+    frame = pd.DataFrame(rows).dropna(axis="columns", how="all")
+    for column in {"layer", "head", "neuron", "position"} & set(frame.columns):
+        frame[column] = frame[column].astype("Int64")  # whole numbers, missing where a cell has none
+    return frame
+
+
 @dataclass(frozen=True, eq=False)
 class Sweep:
     """Per-cell Effects of one sweep. Index it by cell name (``sweep["1.4"]``) for a cell's Effect."""
@@ -134,27 +162,7 @@ class Sweep:
 
     def frame(self, level: float = 0.95) -> pd.DataFrame:
         """One row per cell: coordinates, mean change (``estimate``) and its t interval at ``level``."""
-        rows = []
-        for cell, effect in zip(self.cells, self.effects, strict=True):
-            low, high = t_interval(effect.delta, effect.groups, level)
-            rows.append(
-                {
-                    "cell": cell.name,
-                    "site": str(cell.site),
-                    "layer": cell.layer,
-                    "head": cell.head,
-                    "neuron": cell.neuron,
-                    "position": cell.position,
-                    "estimate": float(effect.delta.mean()),
-                    "low": low,
-                    "high": high,
-                    "n": effect.n,
-                }
-            )
-        frame = pd.DataFrame(rows).dropna(axis="columns", how="all")
-        for column in {"layer", "head", "neuron", "position"} & set(frame.columns):
-            frame[column] = frame[column].astype("Int64")  # whole numbers, missing where a cell has none
-        return frame
+        return cell_frame(self.cells, [effect.delta for effect in self.effects], self.effects[0].groups, level)
 
     def grid(self, value: str = "estimate") -> pd.DataFrame:
         """The sweep as a table for a heatmap: layers as rows, heads, neurons or positions as columns.
@@ -223,12 +231,7 @@ class Sweep:
     # -- machinery ---------------------------------------------------------------------------------
 
     def _index(self, name: str) -> int:
-        names = self.names
-        if name in names:
-            return names.index(name)
-        near = closest(str(name), names)
-        hint = f"; closest: {', '.join(near)}" if near else ""
-        raise SiteError(f"the sweep has no cell {name!r}{hint}. Cells are named like {names[0]!r} (see sweep.names)")
+        return position_of(name, self.names, "the sweep has no cell")
 
     def _named(self, cells: Sequence[str], *, allow_empty: bool = False) -> list[int]:
         if isinstance(cells, str):
